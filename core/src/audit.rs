@@ -1,0 +1,177 @@
+//! The audit log: an append-only record of every access to personal data, and
+//! `GET /api/v1/audit-events` for owners and admins to answer "who saw what".
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use ipnet::IpNet;
+use poem::web::Data;
+use poem_openapi::param::Query;
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use scoped_futures::ScopedFutureExt;
+use uuid::Uuid;
+
+use crate::auth::{Actor, BearerAuth};
+use crate::db::Conn;
+use crate::error::Error;
+use crate::http::ApiResult;
+use crate::http::pagination::{decode_cursor, page_size, paginate};
+use crate::schema::audit_events as ae;
+use crate::tenancy::perm;
+use crate::{ApiTags, Kernel};
+
+/// What was accessed, and whose data it was.
+#[derive(Debug, Clone, Copy)]
+pub struct Access<'a> {
+    /// E.g. `patient`.
+    pub subject_kind: Option<&'a str>,
+    pub subject_id: Option<Uuid>,
+    /// E.g. `patient`, `patient.photo`, `patient.cpf`.
+    pub resource: &'a str,
+    /// E.g. `read`, `list`, `export`.
+    pub action: &'a str,
+}
+
+/// Appends one audit event for `actor`'s access, in the caller's tenant transaction, so the
+/// read and its record commit together.
+pub async fn record(conn: &mut Conn, actor: &Actor, access: Access<'_>) -> Result<(), Error> {
+    diesel::insert_into(ae::table)
+        .values((
+            ae::tenant_id.eq(actor.tenant_id),
+            ae::id.eq(Uuid::now_v7()),
+            ae::actor_kind.eq(actor.kind.as_str()),
+            ae::actor_id.eq(actor.user_id),
+            ae::subject_kind.eq(access.subject_kind),
+            ae::subject_id.eq(access.subject_id),
+            ae::resource.eq(access.resource),
+            ae::action.eq(access.action),
+            ae::ip.eq(actor.request.ip.map(IpNet::from)),
+            ae::user_agent.eq(actor.request.user_agent.as_deref()),
+            ae::request_id.eq(&actor.request.request_id),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// One audit event.
+#[derive(Debug, Clone, Object, Queryable, Selectable)]
+#[diesel(table_name = ae)]
+pub struct AuditEvent {
+    pub id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    /// `user`, `assistant`, `plugin` or `system`.
+    pub actor_kind: String,
+    pub actor_id: Option<Uuid>,
+    pub subject_kind: Option<String>,
+    pub subject_id: Option<Uuid>,
+    pub resource: String,
+    pub action: String,
+    #[oai(skip)]
+    pub ip: Option<IpNet>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// A page of audit events, newest first.
+#[derive(Debug, Object)]
+pub struct AuditEventPage {
+    pub items: Vec<AuditEventView>,
+    /// Pass as `cursor` for the next page; absent on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// An audit event as the API shows it.
+#[derive(Debug, Object)]
+pub struct AuditEventView {
+    #[oai(flatten)]
+    pub event: AuditEvent,
+    /// The client address.
+    pub ip: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct AuditApi;
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Audit")]
+impl AuditApi {
+    /// Audit events of the clinic
+    ///
+    /// Newest first. Filter by the person whose data was accessed (`subject_id`), by who
+    /// accessed it (`actor_id`), by `resource`, `action` and a time range.
+    #[oai(
+        path = "/audit-events",
+        method = "get",
+        operation_id = "list_audit_events"
+    )]
+    #[expect(clippy::too_many_arguments, reason = "one argument per query filter")]
+    async fn list_audit_events(
+        &self,
+        kernel: Data<&Kernel>,
+        auth: BearerAuth,
+        subject_id: Query<Option<Uuid>>,
+        actor_id: Query<Option<Uuid>>,
+        #[oai(validator(max_length = 100))] resource: Query<Option<String>>,
+        #[oai(validator(max_length = 100))] action: Query<Option<String>>,
+        from: Query<Option<DateTime<Utc>>>,
+        to: Query<Option<DateTime<Utc>>>,
+        /// Page size, 1 to 200 (default 50).
+        limit: Query<Option<i64>>,
+        cursor: Query<Option<String>>,
+    ) -> ApiResult<Json<AuditEventPage>> {
+        let actor = kernel.authorize(&auth, &perm::AUDIT_READ).await?;
+        let limit = page_size(limit.0)?;
+        let after: Option<(DateTime<Utc>, Uuid)> = decode_cursor(cursor.0.as_deref())?;
+        let rows = kernel
+            .db
+            .tenant(actor.scope(), |conn| {
+                async move {
+                    let mut query = ae::table.select(AuditEvent::as_select()).into_boxed();
+                    if let Some(v) = subject_id.0 {
+                        query = query.filter(ae::subject_id.eq(v));
+                    }
+                    if let Some(v) = actor_id.0 {
+                        query = query.filter(ae::actor_id.eq(v));
+                    }
+                    if let Some(v) = resource.0 {
+                        query = query.filter(ae::resource.eq(v));
+                    }
+                    if let Some(v) = action.0 {
+                        query = query.filter(ae::action.eq(v));
+                    }
+                    if let Some(v) = from.0 {
+                        query = query.filter(ae::occurred_at.ge(v));
+                    }
+                    if let Some(v) = to.0 {
+                        query = query.filter(ae::occurred_at.lt(v));
+                    }
+                    if let Some((at, id)) = after {
+                        query = query.filter(
+                            ae::occurred_at
+                                .lt(at)
+                                .or(ae::occurred_at.eq(at).and(ae::id.lt(id))),
+                        );
+                    }
+                    query
+                        .order((ae::occurred_at.desc(), ae::id.desc()))
+                        .limit(limit + 1)
+                        .load(conn)
+                        .await
+                        .map_err(Error::from)
+                }
+                .scope_boxed()
+            })
+            .await?;
+        let (items, next_cursor) = paginate(
+            rows,
+            limit,
+            |e: &AuditEvent| (e.occurred_at, e.id),
+            |event| AuditEventView {
+                ip: event.ip.map(|ip| ip.addr().to_string()),
+                event,
+            },
+        );
+        Ok(Json(AuditEventPage { items, next_cursor }))
+    }
+}

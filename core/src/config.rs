@@ -1,0 +1,205 @@
+//! Configuration: `config/default.toml`, overridden by `HARMONY__SECTION__KEY` variables.
+//!
+//! Secrets (the JWT signing key, the master encryption key, the database password) are
+//! accepted only from the environment or from a file named in the environment, never from
+//! the TOML file, and they live in [`SecretString`] so that no `Debug` or log prints them.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// Every setting of a Harmony process.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub events: EventsConfig,
+    #[serde(default)]
+    pub dev: DevConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ServerConfig {
+    /// Address to listen on, e.g. `127.0.0.1:8080`.
+    pub bind: String,
+    /// The URL clients use to reach this server; printed at start-up.
+    pub public_url: String,
+    /// Largest request body accepted on any route, in bytes.
+    pub body_limit_bytes: usize,
+    /// Origins the browser app may call the API from.
+    pub cors_allowed_origins: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct DatabaseConfig {
+    /// URL of the application role (no password: see `password`).
+    pub url: String,
+    /// URL of the role that owns the schema and runs migrations.
+    pub owner_url: String,
+    /// URL of a superuser, used only by `harmony setup` and the demo to create roles.
+    pub admin_url: String,
+    pub pool_size: usize,
+    /// How long a request waits for a pooled connection before answering 503.
+    pub acquire_timeout_ms: u64,
+    /// Password of the application and owner roles, from the environment only.
+    #[serde(default, skip_serializing)]
+    pub password: Option<SecretString>,
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct AuthConfig {
+    pub issuer: String,
+    pub audience: String,
+    pub access_token_ttl_secs: i64,
+    pub refresh_token_ttl_days: i64,
+    pub invitation_ttl_days: i64,
+    pub login_window_secs: i64,
+    pub login_max_failures_per_account: i32,
+    pub login_max_failures_per_address: i32,
+    /// HMAC key for access tokens (at least 32 bytes), from the environment only.
+    #[serde(default, skip_serializing)]
+    pub jwt_secret: Option<SecretString>,
+    #[serde(default)]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Base64 of the 32-byte master key that wraps the tenants' keys.
+    #[serde(default, skip_serializing)]
+    pub master_key: Option<SecretString>,
+    #[serde(default)]
+    pub master_key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct EventsConfig {
+    pub poll_interval_ms: u64,
+    pub batch_size: i64,
+    /// After this many failed deliveries an event is parked for that subscriber.
+    pub max_attempts: i32,
+}
+
+/// Development mode: throwaway keys are generated when none are configured.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct DevConfig {
+    #[serde(default)]
+    pub mode: bool,
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] Box<figment::Error>),
+    #[error("`{0}` is a secret: set it through the environment or a file, not in a TOML file")]
+    SecretInFile(&'static str),
+    #[error("cannot read secret file {path}: {source}")]
+    SecretFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("missing secret `{0}`: set HARMONY__{1} (or its _FILE variant), or run in dev mode")]
+    MissingSecret(&'static str, &'static str),
+    #[error("secret `{0}` is too weak: {1}")]
+    WeakSecret(&'static str, &'static str),
+}
+
+const DEFAULTS: &str = include_str!("../../config/default.toml");
+const SECRET_KEYS: [(&str, &str); 3] = [
+    ("auth", "jwt_secret"),
+    ("auth", "master_key"),
+    ("database", "password"),
+];
+
+impl Config {
+    /// Loads the built-in defaults, then `config_file` if given, then the environment.
+    pub fn load(config_file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::new().merge(Toml::string(DEFAULTS));
+        if let Some(path) = config_file {
+            let file = Figment::from(Toml::file(path));
+            for (section, key) in SECRET_KEYS {
+                if file.find_value(&format!("{section}.{key}")).is_ok() {
+                    return Err(ConfigError::SecretInFile(key));
+                }
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("HARMONY__").split("__").lowercase(true));
+        let mut config: Config = figment.extract().map_err(Box::new)?;
+        config.read_secret_files()?;
+        Ok(config)
+    }
+
+    /// Applies overrides given as `section.key = value` pairs (used by tests and the demo).
+    pub fn with_overrides(
+        self,
+        overrides: &[(&str, serde_json::Value)],
+    ) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(&self));
+        for (key, value) in overrides {
+            figment = figment.merge(Serialized::global(key, value));
+        }
+        let mut merged: Config = figment.extract().map_err(Box::new)?;
+        merged.database.password = self.database.password.clone();
+        merged.auth.jwt_secret = self.auth.jwt_secret.clone();
+        merged.auth.master_key = self.auth.master_key.clone();
+        Ok(merged)
+    }
+
+    fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        fn read(
+            path: &Option<PathBuf>,
+            slot: &mut Option<SecretString>,
+        ) -> Result<(), ConfigError> {
+            if let Some(path) = path {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
+                        path: path.clone(),
+                        source,
+                    })?;
+                *slot = Some(SecretString::from(text.trim().to_owned()));
+            }
+            Ok(())
+        }
+        read(&self.database.password_file, &mut self.database.password)?;
+        read(&self.auth.jwt_secret_file, &mut self.auth.jwt_secret)?;
+        read(&self.auth.master_key_file, &mut self.auth.master_key)?;
+        Ok(())
+    }
+
+    /// Makes sure the secrets are present, generating throwaway ones in dev mode.
+    pub fn ensure_secrets(&mut self) -> Result<(), ConfigError> {
+        let dev = self.dev.mode;
+        for (slot, name, env) in [
+            (&mut self.auth.jwt_secret, "jwt_secret", "AUTH__JWT_SECRET"),
+            (&mut self.auth.master_key, "master_key", "AUTH__MASTER_KEY"),
+        ] {
+            if slot.is_none() {
+                if !dev {
+                    return Err(ConfigError::MissingSecret(name, env));
+                }
+                tracing::warn!(
+                    secret = name,
+                    "DEVELOPMENT MODE: generated a throwaway secret; tokens and encrypted data \
+                     will not survive a restart. Never run production like this."
+                );
+                *slot = Some(SecretString::from(crate::util::random_base64(32)));
+            }
+        }
+        let jwt = self
+            .auth
+            .jwt_secret
+            .as_ref()
+            .map(|s| s.expose_secret().len());
+        if jwt.unwrap_or(0) < 32 {
+            return Err(ConfigError::WeakSecret(
+                "jwt_secret",
+                "use at least 32 characters",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,317 @@
+//! PostgreSQL access: the connection pool, migrations, and the only two ways request code
+//! reaches data — a transaction scoped to one tenant, or an explicit, audited system path.
+//!
+//! Tenant isolation does not rest on `WHERE tenant_id = ...` alone: every tenant-owned table
+//! has forced row-level security keyed on `app.tenant_id`, which [`Db::tenant`] sets with
+//! `set_config(..., true)` so it dies with the transaction and never leaks to the next user
+//! of a pooled connection.
+
+use std::time::Duration;
+
+use diesel::Connection as _;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::{AnsiTransactionManager, AsyncPgConnection, TransactionManager};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+use scoped_futures::ScopedBoxFuture;
+use secrecy::{ExposeSecret, SecretString};
+use uuid::Uuid;
+
+use crate::config::DatabaseConfig;
+
+pub use diesel_async::AsyncPgConnection as Conn;
+
+/// The role request code runs as inside [`Db::system`]: it bypasses row-level security, so
+/// reaching it is explicit and every use is counted in `system_access_log`.
+pub const SYSTEM_ROLE: &str = "harmony_system";
+
+/// Why a database operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+impl From<PoolError> for DbError {
+    fn from(err: PoolError) -> Self {
+        DbError::Unavailable(err.to_string())
+    }
+}
+
+/// Who a tenant transaction acts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantScope {
+    pub tenant_id: Uuid,
+    /// The acting user, if any; visible to policies as `app.user_id`.
+    pub user_id: Option<Uuid>,
+}
+
+/// The application's connection pool.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<AsyncPgConnection>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("status", &self.pool.status())
+            .finish()
+    }
+}
+
+/// Adds the password (if any) to a connection URL without it appearing anywhere else.
+pub fn url_with_password(url: &str, password: Option<&SecretString>) -> SecretString {
+    match (password, url.split_once("://")) {
+        (Some(password), Some((scheme, rest))) if !rest.contains('@') || has_no_password(rest) => {
+            let (user, host) = rest.split_once('@').unwrap_or(("", rest));
+            let encoded: String = password
+                .expose_secret()
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            SecretString::from(format!("{scheme}://{user}:{encoded}@{host}"))
+        }
+        _ => SecretString::from(url.to_owned()),
+    }
+}
+
+fn has_no_password(rest: &str) -> bool {
+    rest.split_once('@')
+        .is_some_and(|(user, _)| !user.contains(':'))
+}
+
+impl Db {
+    /// Builds the pool of application-role connections. Connections are made lazily.
+    pub fn connect(config: &DatabaseConfig) -> Result<Self, DbError> {
+        let url = url_with_password(&config.url, config.password.as_ref());
+        let mut manager_config = ManagerConfig::default();
+        manager_config.recycling_method = RecyclingMethod::Verified;
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+            url.expose_secret(),
+            manager_config,
+        );
+        let timeout = Some(Duration::from_millis(config.acquire_timeout_ms));
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .wait_timeout(timeout)
+            .create_timeout(timeout)
+            .recycle_timeout(timeout)
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .map_err(|e| DbError::Unavailable(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    async fn get(&self) -> Result<Object<AsyncPgConnection>, DbError> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// Pool figures for `/metrics`.
+    pub fn pool_status(&self) -> deadpool::Status {
+        self.pool.status()
+    }
+
+    /// Runs `f` in a transaction in which only `scope.tenant_id`'s rows exist.
+    ///
+    /// This is the only way request code reaches tenant data. The transaction and the
+    /// tenant setting are opened in one round trip.
+    pub async fn tenant<'a, T, E, F>(&self, scope: TenantScope, f: F) -> Result<T, E>
+    where
+        F: for<'c> FnOnce(&'c mut AsyncPgConnection) -> ScopedBoxFuture<'a, 'c, Result<T, E>>
+            + Send
+            + 'a,
+        T: Send + 'a,
+        E: From<DbError> + Send + 'a,
+    {
+        let user = scope.user_id.map(|u| u.to_string()).unwrap_or_default();
+        // Both values are UUIDs formatted here, so interpolating them cannot inject SQL.
+        let begin = format!(
+            "BEGIN; SELECT set_config('app.tenant_id', '{}', true), \
+             set_config('app.user_id', '{user}', true)",
+            scope.tenant_id
+        );
+        let mut conn = self.get().await?;
+        in_transaction(&mut conn, &begin, f).await
+    }
+
+    /// Runs `f` as [`SYSTEM_ROLE`], across tenants. For kernel jobs only (the event
+    /// dispatcher, the scheduler, logins before a tenant is known); `purpose` is recorded.
+    pub async fn system<'a, T, E, F>(&self, purpose: &'static str, f: F) -> Result<T, E>
+    where
+        F: for<'c> FnOnce(&'c mut AsyncPgConnection) -> ScopedBoxFuture<'a, 'c, Result<T, E>>
+            + Send
+            + 'a,
+        T: Send + 'a,
+        E: From<DbError> + Send + 'a,
+    {
+        assert!(
+            purpose
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_'),
+            "system purposes are static identifiers"
+        );
+        let begin = format!(
+            "BEGIN; SET LOCAL ROLE {SYSTEM_ROLE}; \
+             INSERT INTO system_access_log (purpose, minute, calls) \
+             VALUES ('{purpose}', date_trunc('minute', now()), 1) \
+             ON CONFLICT (purpose, minute) DO UPDATE SET calls = system_access_log.calls + 1"
+        );
+        let mut conn = self.get().await?;
+        in_transaction(&mut conn, &begin, f).await
+    }
+
+    /// Runs `f` in a transaction with no tenant: tenant-owned tables are empty in it. For
+    /// tables that belong to no tenant (login throttling, job runs) and health checks.
+    pub async fn unscoped<'a, T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: for<'c> FnOnce(&'c mut AsyncPgConnection) -> ScopedBoxFuture<'a, 'c, Result<T, E>>
+            + Send
+            + 'a,
+        T: Send + 'a,
+        E: From<DbError> + Send + 'a,
+    {
+        let mut conn = self.get().await?;
+        in_transaction(&mut conn, "BEGIN", f).await
+    }
+}
+
+async fn in_transaction<'a, T, E, F>(
+    conn: &mut AsyncPgConnection,
+    begin: &str,
+    f: F,
+) -> Result<T, E>
+where
+    F: for<'c> FnOnce(&'c mut AsyncPgConnection) -> ScopedBoxFuture<'a, 'c, Result<T, E>>
+        + Send
+        + 'a,
+    T: Send + 'a,
+    E: From<DbError> + Send + 'a,
+{
+    let failed = |e: diesel::result::Error| E::from(classify(e));
+    AnsiTransactionManager::begin_transaction_sql(conn, begin)
+        .await
+        .map_err(failed)?;
+    match f(conn).await {
+        Ok(value) => {
+            AnsiTransactionManager::commit_transaction(conn)
+                .await
+                .map_err(failed)?;
+            Ok(value)
+        }
+        Err(err) => {
+            // A failed rollback marks the connection broken; the pool then discards it.
+            let _ = AnsiTransactionManager::rollback_transaction(conn).await;
+            Err(err)
+        }
+    }
+}
+
+/// Tells a lost connection apart from a failed query.
+fn classify(err: diesel::result::Error) -> DbError {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match err {
+        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+            DbError::Unavailable(info.message().to_owned())
+        }
+        Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, info) => {
+            DbError::Unavailable(info.message().to_owned())
+        }
+        Error::BrokenTransactionManager => DbError::Unavailable("broken connection".into()),
+        other => DbError::Query(other),
+    }
+}
+
+/// Applies every pending migration of `sets`, in order, as the schema owner.
+///
+/// Runs the synchronous diesel harness over diesel-async's wrapper on a blocking thread,
+/// so no libpq is needed.
+pub async fn migrate(
+    owner_url: SecretString,
+    sets: Vec<EmbeddedMigrations>,
+) -> anyhow::Result<usize> {
+    let applied = tokio::task::spawn_blocking(move || -> anyhow::Result<usize> {
+        let mut conn =
+            AsyncConnectionWrapper::<AsyncPgConnection>::establish(owner_url.expose_secret())?;
+        let mut applied = 0;
+        for set in sets {
+            applied += conn
+                .run_pending_migrations(set)
+                .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?
+                .len();
+        }
+        Ok(applied)
+    })
+    .await??;
+    Ok(applied)
+}
+
+/// Creates the three roles and the database if they are missing (needs a superuser URL).
+///
+/// `harmony_owner` owns the schema, `harmony_app` is what the server logs in as, and
+/// `harmony_system` (no login, BYPASSRLS) is only reachable by `SET ROLE` from the app role.
+pub async fn ensure_database(
+    admin_url: &str,
+    database: &str,
+    password: Option<&SecretString>,
+) -> anyhow::Result<()> {
+    use diesel_async::{AsyncConnection, SimpleAsyncConnection};
+    anyhow::ensure!(
+        database
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+        "database names are limited to letters, digits and underscores"
+    );
+    let mut conn = AsyncPgConnection::establish(admin_url).await?;
+    // Several test processes may get here at once; role DDL does not tolerate races.
+    conn.batch_execute("SELECT pg_advisory_lock(727274)")
+        .await?;
+    let result = async {
+        conn.batch_execute(
+            "DO $$ BEGIN
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'harmony_owner') THEN
+                 CREATE ROLE harmony_owner LOGIN; END IF;
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'harmony_app') THEN
+                 CREATE ROLE harmony_app LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+               END IF;
+               IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'harmony_system') THEN
+                 CREATE ROLE harmony_system NOLOGIN BYPASSRLS; END IF;
+             END $$;
+             GRANT harmony_system TO harmony_app;",
+        )
+        .await?;
+        if let Some(password) = password {
+            let quoted = password.expose_secret().replace('\'', "''");
+            conn.batch_execute(&format!(
+                "ALTER ROLE harmony_owner PASSWORD '{quoted}'; \
+                 ALTER ROLE harmony_app PASSWORD '{quoted}';"
+            ))
+            .await?;
+        }
+        let found = diesel::sql_query("SELECT 1 FROM pg_database WHERE datname = $1")
+            .bind::<diesel::sql_types::Text, _>(database)
+            .execute(&mut conn)
+            .await?;
+        if found == 0 {
+            conn.batch_execute(&format!("CREATE DATABASE {database} OWNER harmony_owner"))
+                .await?;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    conn.batch_execute("SELECT pg_advisory_unlock(727274)")
+        .await?;
+    result
+}
+
+use diesel_async::RunQueryDsl as _;

@@ -1,0 +1,198 @@
+//! The Harmony kernel: what every feature module stands on.
+//!
+//! It owns configuration, the database and its tenant isolation, identity and
+//! authentication, RBAC, the audit and consent logs, events, scheduled jobs and the HTTP
+//! plumbing, and knows nothing about any feature. See `ARCHITECTURE.md`.
+
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod consent;
+pub mod db;
+pub mod demo;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod jobs;
+pub mod module;
+mod ops;
+pub mod rbac;
+pub mod schema;
+pub mod server;
+pub mod tenancy;
+pub mod util;
+pub mod validate;
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use futures::FutureExt as _;
+
+pub use error::{Error, Result};
+pub use module::{DemoClinic, Module, ModuleApi};
+
+use crate::auth::{Actor, AuthService, BearerAuth};
+use crate::config::Config;
+use crate::db::Db;
+use crate::jobs::JobSpec;
+use crate::rbac::{Permission, Rbac};
+
+/// The kernel's migrations (`migrations/kernel`).
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/kernel");
+
+/// Tags grouping the kernel's operations in the OpenAPI document.
+#[derive(Debug, poem_openapi::Tags)]
+pub enum ApiTags {
+    /// Sign up, log in, refresh and log out.
+    Auth,
+    /// The clinic, its members and professionals.
+    Clinic,
+    /// Who accessed whose personal data.
+    Audit,
+    /// Health, readiness.
+    Operations,
+}
+
+/// The running kernel, shared by every handler (`poem::web::Data<&Kernel>`).
+#[derive(Clone)]
+pub struct Kernel(Arc<KernelParts>);
+
+/// What the kernel is made of.
+#[derive(Debug)]
+pub struct KernelParts {
+    pub config: Config,
+    pub db: Db,
+    pub auth: AuthService,
+    pub rbac: Rbac,
+}
+
+impl std::fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Kernel")
+    }
+}
+
+impl Deref for Kernel {
+    type Target = KernelParts;
+
+    fn deref(&self) -> &KernelParts {
+        &self.0
+    }
+}
+
+impl Kernel {
+    /// Connects to the (migrated) database and loads the RBAC policy.
+    pub async fn start(config: Config, policy: &str) -> anyhow::Result<Kernel> {
+        let db = Db::connect(&config.database)?;
+        let auth = AuthService::new(&config.auth)?;
+        let rbac = Rbac::load(db.clone(), policy).await?;
+        Ok(Kernel(Arc::new(KernelParts {
+            config,
+            db,
+            auth,
+            rbac,
+        })))
+    }
+
+    /// Verifies that the caller may use `permission` in their clinic.
+    ///
+    /// Every endpoint calls this first. A refusal is a 403, and is logged.
+    pub async fn authorize(&self, auth: &BearerAuth, permission: &Permission) -> Result<Actor> {
+        let actor = &auth.0;
+        if self
+            .rbac
+            .is_allowed(actor.tenant_id, actor.user_id, permission)
+            .await
+        {
+            return Ok(actor.clone());
+        }
+        tracing::warn!(
+            "tenant.id" = %actor.tenant_id,
+            "user.id" = %actor.user_id,
+            resource = permission.resource,
+            action = permission.action,
+            "request.id" = %actor.request.request_id,
+            "permission denied"
+        );
+        Err(Error::forbidden(
+            "forbidden",
+            format!(
+                "your role may not {} {}",
+                permission.action, permission.resource
+            ),
+        ))
+    }
+}
+
+/// The kernel's own endpoints, permissions and jobs, registered like any module's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KernelModule;
+
+impl Module for KernelModule {
+    fn name(&self) -> &'static str {
+        "kernel"
+    }
+
+    fn migrations(&self) -> Option<EmbeddedMigrations> {
+        Some(MIGRATIONS)
+    }
+
+    fn permissions(&self) -> &'static [Permission] {
+        tenancy::perm::ALL
+    }
+
+    fn jobs(&self) -> Vec<JobSpec> {
+        vec![
+            JobSpec {
+                name: "kernel.prune_login_throttle",
+                schedule: "0 */10 * * * *",
+                run: Arc::new(|kernel, _| {
+                    async move {
+                        let window = kernel.config.auth.login_window_secs;
+                        auth::prune_login_throttle(&kernel.db, window).await?;
+                        Ok(())
+                    }
+                    .boxed()
+                }),
+            },
+            JobSpec {
+                name: "kernel.prune_idempotency_keys",
+                schedule: "0 17 * * * *",
+                run: Arc::new(|kernel, _| {
+                    async move {
+                        http::idempotency::prune(&kernel.db).await?;
+                        Ok(())
+                    }
+                    .boxed()
+                }),
+            },
+        ]
+    }
+
+    fn seed_demo<'a>(
+        &'a self,
+        kernel: &'a Kernel,
+        clinic: &'a DemoClinic,
+    ) -> futures::future::BoxFuture<'a, anyhow::Result<()>> {
+        demo::seed_kernel(kernel, clinic).boxed()
+    }
+}
+
+impl ModuleApi for KernelModule {
+    type Api = (
+        auth::api::AuthApi,
+        tenancy::api::TenancyApi,
+        audit::AuditApi,
+        ops::OpsApi,
+    );
+
+    fn api(&self) -> Self::Api {
+        (
+            auth::api::AuthApi,
+            tenancy::api::TenancyApi,
+            audit::AuditApi,
+            ops::OpsApi,
+        )
+    }
+}

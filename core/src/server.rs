@@ -1,0 +1,172 @@
+//! Assembling and running the HTTP server: the composed OpenAPI service, the middleware
+//! stack, the operational endpoints and the background workers.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use poem::endpoint::make_sync;
+use poem::listener::{Acceptor, TcpAcceptor};
+use poem::middleware::Cors;
+use poem::{Endpoint, EndpointExt, IntoEndpoint, Route, Server, get};
+use poem_openapi::{OpenApi, OpenApiService};
+
+use crate::Kernel;
+use crate::events::Dispatcher;
+use crate::http::{self, idempotency};
+use crate::jobs::Scheduler;
+use crate::module::Module;
+
+/// The OpenAPI service of a composed API. The document names no server: clients choose
+/// the base URL.
+pub fn openapi_service<A: OpenApi>(api: A) -> OpenApiService<A, ()> {
+    OpenApiService::new(api, "Harmony", env!("CARGO_PKG_VERSION")).description(
+        "The API of Harmony, the management platform of aesthetics clinics. Every error is \
+         an RFC 9457 problem (`application/problem+json`) with a stable `code`.",
+    )
+}
+
+/// The OpenAPI document of a composed API, as written to `openapi/harmony.json`.
+pub fn openapi_document<A: OpenApi>(api: A) -> String {
+    let mut spec = openapi_service(api).spec();
+    spec.push('\n');
+    spec
+}
+
+fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        // Several servers may share a process (tests): only the first installs the recorder.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// Every route of the server, wrapped in the kernel's middleware.
+pub fn routes<A: OpenApi + 'static>(kernel: Kernel, api: A) -> impl Endpoint + 'static {
+    let metrics = prometheus();
+    let service = openapi_service(api);
+    let spec = service.spec_endpoint();
+    let docs = service.swagger_ui();
+    let db = kernel.db.clone();
+    let metrics_endpoint = make_sync(move |_| {
+        let status = db.pool_status();
+        metrics::gauge!("db_pool_size").set(status.size as f64);
+        metrics::gauge!("db_pool_available").set(status.available as f64);
+        metrics::gauge!("db_pool_waiting").set(status.waiting as f64);
+        metrics.render()
+    });
+
+    let cors = Cors::new()
+        .allow_origins(
+            kernel
+                .config
+                .server
+                .cors_allowed_origins
+                .iter()
+                .map(String::as_str),
+        )
+        .allow_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+        .allow_headers(["authorization", "content-type", "idempotency-key"])
+        .expose_headers(["x-request-id", "retry-after"])
+        .max_age(600);
+    let body_limit = kernel.config.server.body_limit_bytes;
+    let idem_kernel = kernel.clone();
+
+    Route::new()
+        .nest("/", service)
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .at("/metrics", get(metrics_endpoint))
+        .data(kernel)
+        .around(move |ep, req| {
+            let kernel = idem_kernel.clone();
+            async move { Ok::<_, poem::Error>(idempotency::serve(&*ep, &kernel, req).await) }
+        })
+        .with(cors)
+        .around(move |ep, req| async move {
+            Ok::<_, poem::Error>(http::serve_request(ep, body_limit, req).await)
+        })
+        .into_endpoint()
+}
+
+/// The workers that run beside the HTTP server.
+pub struct Background {
+    dispatcher: tokio::task::JoinHandle<()>,
+    rbac_refresh: tokio::task::JoinHandle<()>,
+    scheduler: tokio_cron_scheduler::JobScheduler,
+}
+
+impl std::fmt::Debug for Background {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Background")
+    }
+}
+
+impl Background {
+    /// Starts the event dispatcher, the job scheduler and the periodic RBAC reload.
+    pub async fn start(kernel: &Kernel, modules: &[&dyn Module]) -> anyhow::Result<Self> {
+        let subscriptions = modules.iter().flat_map(|m| m.subscriptions()).collect();
+        let dispatcher = Dispatcher::new(kernel.clone(), subscriptions).spawn();
+        let jobs = modules.iter().flat_map(|m| m.jobs()).collect();
+        let instance = format!("{}-{}", hostname(), std::process::id());
+        let scheduler = Scheduler::new(kernel.clone(), jobs, instance)
+            .start()
+            .await?;
+        // Role changes made through another replica reach this one within a minute; access
+        // tokens expire sooner than refresh tokens, which stop at once.
+        let rbac = kernel.rbac.clone();
+        let rbac_refresh = tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                if let Err(err) = rbac.reload().await {
+                    tracing::warn!(error = %err, "could not reload role links");
+                }
+            }
+        });
+        Ok(Self {
+            dispatcher,
+            rbac_refresh,
+            scheduler,
+        })
+    }
+
+    pub async fn stop(mut self) {
+        self.dispatcher.abort();
+        self.rbac_refresh.abort();
+        let _ = self.scheduler.shutdown().await;
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "harmony".into())
+}
+
+/// Serves `api` on an already bound listener until `shutdown` completes.
+pub async fn serve<A, F>(
+    kernel: Kernel,
+    api: A,
+    listener: std::net::TcpListener,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    A: OpenApi + 'static,
+    F: Future<Output = ()> + Send,
+{
+    listener.set_nonblocking(true)?;
+    let acceptor = TcpAcceptor::from_std(listener)?;
+    let local = acceptor.local_addr();
+    tracing::info!(address = ?local.first(), "listening");
+    Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(
+            routes(kernel, api),
+            shutdown,
+            Some(std::time::Duration::from_secs(10)),
+        )
+        .await
+}

@@ -1,0 +1,2 @@
+DROP TABLE login_throttle;
+DROP TABLE refresh_tokens;

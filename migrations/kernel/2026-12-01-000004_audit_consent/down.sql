@@ -1,0 +1,2 @@
+DROP TABLE consent_records;
+DROP TABLE audit_events;

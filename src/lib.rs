@@ -1,0 +1,46 @@
+//! Harmony's composition: the kernel plus every feature module, in dependency order.
+//!
+//! Adding a module is one crate, one entry in [`modules`] and one element in [`Api`].
+
+use harmony_core::config::Config;
+use harmony_core::module::{self, Module, ModuleApi};
+use harmony_core::rbac;
+use harmony_core::{Kernel, KernelModule};
+
+/// The composed HTTP API of the kernel and every module: a tuple, one element per module,
+/// as soon as there is more than the kernel.
+pub type Api = <KernelModule as ModuleApi>::Api;
+
+/// Builds the composed API.
+pub fn api() -> Api {
+    KernelModule.api()
+}
+
+/// Every module, kernel first, each after the modules it depends on.
+pub fn modules() -> Vec<&'static dyn Module> {
+    vec![&KernelModule]
+}
+
+/// The OpenAPI document, as checked in at `openapi/harmony.json`.
+pub fn openapi_document() -> String {
+    harmony_core::server::openapi_document(api())
+}
+
+/// The role policy the modules declare, as checked in at `config/rbac_policy.csv`.
+pub fn rbac_policy() -> String {
+    rbac::policy_csv(&module::permissions(&modules()))
+}
+
+/// Applies every module's pending migrations as the schema owner.
+pub async fn migrate(config: &Config) -> anyhow::Result<usize> {
+    let url = harmony_core::db::url_with_password(
+        &config.database.owner_url,
+        config.database.password.as_ref(),
+    );
+    harmony_core::db::migrate(url, module::migrations(&modules())).await
+}
+
+/// Starts the kernel on a migrated database.
+pub async fn start_kernel(config: Config) -> anyhow::Result<Kernel> {
+    Kernel::start(config, rbac::POLICY).await
+}
