@@ -284,6 +284,8 @@ pub async fn ensure_database(
                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'harmony_app') THEN
                  CREATE ROLE harmony_app LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
                END IF;
+               -- harmony_system's privileges are reached by SET ROLE only, never inherited.
+               ALTER ROLE harmony_app NOINHERIT;
                IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'harmony_system') THEN
                  CREATE ROLE harmony_system NOLOGIN BYPASSRLS; END IF;
              END $$;

@@ -29,6 +29,15 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
+    pub fn new(request_id: String, ip: Option<IpAddr>, user_agent: Option<String>) -> Self {
+        Self {
+            request_id,
+            ip,
+            user_agent,
+            principal: Mutex::new(None),
+        }
+    }
+
     /// Records who is calling, for the access log.
     pub fn set_principal(&self, tenant_id: Uuid, user_id: Uuid) {
         if let Ok(mut slot) = self.principal.lock() {
@@ -63,12 +72,7 @@ pub async fn serve_request<E: Endpoint>(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|ua| ua.chars().take(512).collect());
-    let ctx = Arc::new(RequestContext {
-        request_id: request_id.clone(),
-        ip,
-        user_agent,
-        principal: Mutex::new(None),
-    });
+    let ctx = Arc::new(RequestContext::new(request_id.clone(), ip, user_agent));
     req.extensions_mut().insert(ctx.clone());
     let method = req.method().clone();
     let is_docs = req.uri().path().starts_with("/docs");

@@ -1,0 +1,15 @@
+//! End-to-end tests of the whole server over HTTP, each on a database of its own.
+
+// A test that cannot unwrap should fail loudly, which is what unwrap does.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+mod auth;
+mod http;
+mod jobs;
+mod outbox;
+mod rbac;
+mod rls;
+mod snapshots;
+mod tenancy;

@@ -1,0 +1,35 @@
+//! What clients see, pinned: the OpenAPI document.
+
+#[test]
+fn the_checked_in_openapi_document_is_current() {
+    let generated = harmony::openapi_document();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/harmony.json");
+    let checked_in = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        generated == checked_in,
+        "openapi/harmony.json is stale: run `cargo run -- openapi --out openapi/harmony.json`"
+    );
+}
+
+#[test]
+fn every_operation_has_an_id_a_summary_and_problem_responses() {
+    let document: serde_json::Value = serde_json::from_str(&harmony::openapi_document()).unwrap();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let id = operation["operationId"].as_str();
+            assert!(id.is_some(), "{method} {path} has no operationId");
+            assert!(
+                operation["summary"].is_string(),
+                "{method} {path} has no summary"
+            );
+            if path.starts_with("/api/") {
+                let default =
+                    &operation["responses"]["default"]["content"]["application/problem+json"];
+                assert!(
+                    default.is_object(),
+                    "{method} {path} does not document its problems"
+                );
+            }
+        }
+    }
+}
