@@ -203,3 +203,46 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_in_a_toml_file_are_refused() {
+        let dir = std::env::temp_dir().join(format!("harmony-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("prod.toml");
+        std::fs::write(
+            &file,
+            "[auth]\njwt_secret = \"in-a-file-that-gets-committed-0123456789\"\n",
+        )
+        .unwrap();
+        let err = Config::load(Some(&file)).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::SecretInFile("jwt_secret")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn without_dev_mode_missing_secrets_stop_the_start() {
+        let mut config = Config::load(None).unwrap();
+        config.auth.jwt_secret = None;
+        config.dev.mode = false;
+        assert!(matches!(
+            config.ensure_secrets(),
+            Err(ConfigError::MissingSecret("jwt_secret", _))
+        ));
+        config.dev.mode = true;
+        config.ensure_secrets().unwrap();
+        assert!(config.auth.jwt_secret.is_some() && config.auth.master_key.is_some());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let mut config = Config::load(None).unwrap();
+        config.auth.jwt_secret = Some(SecretString::from("super-secret-value-0123456789abcdef"));
+        assert!(!format!("{config:?}").contains("super-secret-value"));
+    }
+}

@@ -33,3 +33,40 @@ fn every_operation_has_an_id_a_summary_and_problem_responses() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_api_operation_but_login_refuses_an_anonymous_caller() {
+    let app = crate::support::TestApp::start().await;
+    let document: serde_json::Value = serde_json::from_str(&harmony::openapi_document()).unwrap();
+    let mut checked = 0;
+    for (path, item) in document["paths"].as_object().unwrap() {
+        if !path.starts_with("/api/v1/") || path.starts_with("/api/v1/auth/") {
+            continue;
+        }
+        let concrete = path
+            .split('/')
+            .map(|segment| {
+                if segment.starts_with('{') {
+                    uuid::Uuid::now_v7().to_string()
+                } else {
+                    segment.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        for method in item.as_object().unwrap().keys() {
+            let body = (method != "get").then(|| serde_json::json!({}));
+            let reply = app
+                .anonymous()
+                .send(method.to_uppercase().parse().unwrap(), &concrete, body)
+                .await;
+            assert_eq!(
+                reply.status,
+                reqwest::StatusCode::UNAUTHORIZED,
+                "{method} {path}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} operations checked");
+}

@@ -12,7 +12,6 @@ use std::time::Instant;
 
 use futures::StreamExt as _;
 use poem::http::{HeaderValue, StatusCode, header};
-use poem::web::RemoteAddr;
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
 use uuid::Uuid;
 
@@ -59,14 +58,9 @@ pub async fn serve_request<E: Endpoint>(
 ) -> Response {
     let started = Instant::now();
     let request_id = Uuid::now_v7().to_string();
-    let ip = req
-        .remote_addr()
-        .as_socket_addr()
-        .map(|a| a.ip())
-        .or_else(|| match req.remote_addr() {
-            RemoteAddr(poem::Addr::SocketAddr(a)) => Some(a.ip()),
-            _ => None,
-        });
+    // FIXME: behind a reverse proxy this is the proxy's address; honouring
+    // X-Forwarded-For needs a configured list of trusted proxies.
+    let ip = req.remote_addr().as_socket_addr().map(|a| a.ip());
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)

@@ -11,7 +11,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
-use super::{Clinic, ClinicUpdate, insert_member, perm};
+use super::{Clinic, ClinicUpdate, insert_member, insert_roles, perm};
 use crate::auth::{Actor, BearerAuth};
 use crate::error::Error;
 use crate::http::ApiResult;
@@ -356,20 +356,7 @@ impl TenancyApi {
                     )
                     .execute(conn)
                     .await?;
-                    let rows: Vec<_> = new_roles
-                        .iter()
-                        .map(|r| {
-                            (
-                                role_assignments::tenant_id.eq(tenant),
-                                role_assignments::user_id.eq(target),
-                                role_assignments::role.eq(r.as_str()),
-                            )
-                        })
-                        .collect();
-                    diesel::insert_into(role_assignments::table)
-                        .values(rows)
-                        .execute(conn)
-                        .await?;
+                    insert_roles(conn, tenant, target, &new_roles).await?;
                     Ok::<_, Error>(())
                 }
                 .scope_boxed()

@@ -321,6 +321,16 @@ pub(crate) async fn insert_member(
         ))
         .execute(conn)
         .await?;
+    insert_roles(conn, tenant, user, roles).await
+}
+
+/// Gives `user` the `roles` in `tenant`. Runs in the caller's transaction.
+pub(crate) async fn insert_roles(
+    conn: &mut Conn,
+    tenant: Uuid,
+    user: Uuid,
+    roles: &[Role],
+) -> Result<(), Error> {
     let rows: Vec<_> = roles
         .iter()
         .map(|r| {
