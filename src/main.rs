@@ -37,6 +37,8 @@ enum Command {
     Setup,
     /// Development: create everything, seed a demo clinic and serve it with throwaway keys.
     Demo,
+    /// After a master-key rotation: re-wrap every clinic's key with the current master key.
+    RewrapKeys,
     /// Write the OpenAPI document (to stdout, or to `--out`).
     Openapi {
         #[arg(long)]
@@ -60,6 +62,16 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             let applied = harmony::migrate(&load()?).await?;
             tracing::info!(applied, "migrations applied");
+            Ok(())
+        }
+        Command::RewrapKeys => {
+            let config = load()?;
+            let kernel = harmony::start_kernel(config).await?;
+            let rewrapped = kernel.crypto.rewrap_tenant_keys(&kernel.db).await?;
+            tracing::info!(
+                rewrapped,
+                "clinic keys now wrapped by the current master key"
+            );
             Ok(())
         }
         Command::Setup => {

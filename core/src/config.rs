@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Env, Format, Toml};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +18,9 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub auth: AuthConfig,
     pub events: EventsConfig,
+    #[serde(default)]
+    pub crypto: CryptoConfig,
+    pub storage: StorageConfig,
     #[serde(default)]
     pub dev: DevConfig,
 }
@@ -67,11 +70,28 @@ pub struct AuthConfig {
     pub jwt_secret: Option<SecretString>,
     #[serde(default)]
     pub jwt_secret_file: Option<PathBuf>,
-    /// Base64 of the 32-byte master key that wraps the tenants' keys.
+}
+
+/// Encryption at rest.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct CryptoConfig {
+    /// Base64 of the 32-byte master key that wraps the clinics' keys, from the environment.
     #[serde(default, skip_serializing)]
     pub master_key: Option<SecretString>,
     #[serde(default)]
     pub master_key_file: Option<PathBuf>,
+    /// During a rotation: the former master keys, comma-separated, still accepted for
+    /// unwrapping until `harmony rewrap-keys` has run.
+    #[serde(default, skip_serializing)]
+    pub previous_master_keys: Option<SecretString>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct StorageConfig {
+    /// Directory of the local blob store (files are encrypted before they are written).
+    pub path: PathBuf,
+    /// Largest upload (an image or document body) accepted, in bytes.
+    pub max_upload_bytes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -108,9 +128,10 @@ pub enum ConfigError {
 }
 
 const DEFAULTS: &str = include_str!("../../config/default.toml");
-const SECRET_KEYS: [(&str, &str); 3] = [
+const SECRET_KEYS: [(&str, &str); 4] = [
     ("auth", "jwt_secret"),
-    ("auth", "master_key"),
+    ("crypto", "master_key"),
+    ("crypto", "previous_master_keys"),
     ("database", "password"),
 ];
 
@@ -133,22 +154,6 @@ impl Config {
         Ok(config)
     }
 
-    /// Applies overrides given as `section.key = value` pairs (used by tests and the demo).
-    pub fn with_overrides(
-        self,
-        overrides: &[(&str, serde_json::Value)],
-    ) -> Result<Self, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(&self));
-        for (key, value) in overrides {
-            figment = figment.merge(Serialized::global(key, value));
-        }
-        let mut merged: Config = figment.extract().map_err(Box::new)?;
-        merged.database.password = self.database.password.clone();
-        merged.auth.jwt_secret = self.auth.jwt_secret.clone();
-        merged.auth.master_key = self.auth.master_key.clone();
-        Ok(merged)
-    }
-
     fn read_secret_files(&mut self) -> Result<(), ConfigError> {
         fn read(
             path: &Option<PathBuf>,
@@ -166,16 +171,26 @@ impl Config {
         }
         read(&self.database.password_file, &mut self.database.password)?;
         read(&self.auth.jwt_secret_file, &mut self.auth.jwt_secret)?;
-        read(&self.auth.master_key_file, &mut self.auth.master_key)?;
+        read(&self.crypto.master_key_file, &mut self.crypto.master_key)?;
         Ok(())
     }
 
     /// Makes sure the secrets are present, generating throwaway ones in dev mode.
     pub fn ensure_secrets(&mut self) -> Result<(), ConfigError> {
         let dev = self.dev.mode;
-        for (slot, name, env) in [
-            (&mut self.auth.jwt_secret, "jwt_secret", "AUTH__JWT_SECRET"),
-            (&mut self.auth.master_key, "master_key", "AUTH__MASTER_KEY"),
+        for (slot, name, env, bytes) in [
+            (
+                &mut self.auth.jwt_secret,
+                "jwt_secret",
+                "AUTH__JWT_SECRET",
+                48,
+            ),
+            (
+                &mut self.crypto.master_key,
+                "master_key",
+                "CRYPTO__MASTER_KEY",
+                32,
+            ),
         ] {
             if slot.is_none() {
                 if !dev {
@@ -186,7 +201,7 @@ impl Config {
                     "DEVELOPMENT MODE: generated a throwaway secret; tokens and encrypted data \
                      will not survive a restart. Never run production like this."
                 );
-                *slot = Some(SecretString::from(crate::util::random_base64(32)));
+                *slot = Some(SecretString::from(crate::util::random_base64(bytes)));
             }
         }
         let jwt = self
@@ -236,7 +251,7 @@ mod tests {
         ));
         config.dev.mode = true;
         config.ensure_secrets().unwrap();
-        assert!(config.auth.jwt_secret.is_some() && config.auth.master_key.is_some());
+        assert!(config.auth.jwt_secret.is_some() && config.crypto.master_key.is_some());
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod consent;
+pub mod crypto;
 pub mod db;
 pub mod demo;
 pub mod error;
@@ -19,6 +20,7 @@ mod ops;
 pub mod rbac;
 pub mod schema;
 pub mod server;
+pub mod storage;
 pub mod tenancy;
 pub mod util;
 pub mod validate;
@@ -34,9 +36,11 @@ pub use module::{DemoClinic, Module, ModuleApi};
 
 use crate::auth::{Actor, AuthService, BearerAuth};
 use crate::config::Config;
+use crate::crypto::Crypto;
 use crate::db::Db;
 use crate::jobs::JobSpec;
 use crate::rbac::{Permission, Rbac};
+use crate::storage::Storage;
 
 /// The kernel's migrations (`migrations/kernel`).
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/kernel");
@@ -65,6 +69,8 @@ pub struct KernelParts {
     pub db: Db,
     pub auth: AuthService,
     pub rbac: Rbac,
+    pub crypto: Crypto,
+    pub storage: Storage,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -86,12 +92,16 @@ impl Kernel {
     pub async fn start(config: Config, policy: &str) -> anyhow::Result<Kernel> {
         let db = Db::connect(&config.database)?;
         let auth = AuthService::new(&config.auth)?;
+        let crypto = crypto_from(&config)?;
+        let storage = Storage::local(&config.storage.path)?;
         let rbac = Rbac::load(db.clone(), policy).await?;
         Ok(Kernel(Arc::new(KernelParts {
             config,
             db,
             auth,
             rbac,
+            crypto,
+            storage,
         })))
     }
 
@@ -123,6 +133,28 @@ impl Kernel {
             ),
         ))
     }
+}
+
+/// The encryption service from the configured master keys.
+pub fn crypto_from(config: &Config) -> anyhow::Result<Crypto> {
+    use secrecy::{ExposeSecret, SecretString};
+    let master =
+        config.crypto.master_key.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("no master key configured (HARMONY__CRYPTO__MASTER_KEY)")
+        })?;
+    let previous: Vec<SecretString> = config
+        .crypto
+        .previous_master_keys
+        .as_ref()
+        .map(|list| {
+            list.expose_secret()
+                .split(',')
+                .filter(|k| !k.trim().is_empty())
+                .map(|k| SecretString::from(k.trim().to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Crypto::new(master, &previous)
 }
 
 /// The kernel's own endpoints, permissions and jobs, registered like any module's.

@@ -186,5 +186,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    tenant_keys (tenant_id) {
+        tenant_id -> Uuid,
+        master_key_id -> Text,
+        wrapped_key -> Bytea,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    data_keys (tenant_id, subject_id) {
+        tenant_id -> Uuid,
+        subject_id -> Uuid,
+        wrapped_key -> Nullable<Bytea>,
+        created_at -> Timestamptz,
+        shredded_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(memberships -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(tenants, users, memberships, role_assignments);

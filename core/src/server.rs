@@ -71,7 +71,10 @@ pub fn routes<A: OpenApi + 'static>(kernel: Kernel, api: A) -> impl Endpoint + '
         .allow_headers(["authorization", "content-type", "idempotency-key"])
         .expose_headers(["x-request-id", "retry-after"])
         .max_age(600);
-    let body_limit = kernel.config.server.body_limit_bytes;
+    let limits = http::BodyLimits {
+        json: kernel.config.server.body_limit_bytes,
+        upload: kernel.config.storage.max_upload_bytes,
+    };
     let idem_kernel = kernel.clone();
 
     Route::new()
@@ -86,7 +89,7 @@ pub fn routes<A: OpenApi + 'static>(kernel: Kernel, api: A) -> impl Endpoint + '
         })
         .with(cors)
         .around(move |ep, req| async move {
-            Ok::<_, poem::Error>(http::serve_request(ep, body_limit, req).await)
+            Ok::<_, poem::Error>(http::serve_request(ep, limits, req).await)
         })
         .into_endpoint()
 }

@@ -6,6 +6,7 @@
 mod support;
 
 mod auth;
+mod crypto;
 mod http;
 mod jobs;
 mod outbox;

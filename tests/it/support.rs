@@ -167,9 +167,12 @@ impl TestDb {
             "test-secret-{}",
             Uuid::new_v4()
         )));
-        config.auth.master_key = Some(SecretString::from(
+        config.crypto.master_key = Some(SecretString::from(
             "dGVzdC1tYXN0ZXIta2V5LTMyLWJ5dGVzLWxvbmctLS0",
         ));
+        config.storage.path = std::env::temp_dir()
+            .join("harmony-test-blobs")
+            .join(&self.name);
         config.events.poll_interval_ms = 20;
         config
     }
@@ -178,6 +181,8 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
+        let _ =
+            std::fs::remove_dir_all(std::env::temp_dir().join("harmony-test-blobs").join(&name));
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -53,7 +53,7 @@ impl RequestContext {
 /// problem+json, adds security headers, and writes one access-log event.
 pub async fn serve_request<E: Endpoint>(
     next: Arc<E>,
-    body_limit: usize,
+    limits: BodyLimits,
     mut req: Request,
 ) -> Response {
     let started = Instant::now();
@@ -72,6 +72,7 @@ pub async fn serve_request<E: Endpoint>(
     let is_docs = req.uri().path().starts_with("/docs");
 
     // Refuse oversized bodies before reading them; cap the ones that do not say their size.
+    let body_limit = limits.for_content_type(req.headers().get(header::CONTENT_TYPE));
     let overflowed = Arc::new(AtomicBool::new(false));
     let declared = req
         .headers()
@@ -118,6 +119,29 @@ pub async fn serve_request<E: Endpoint>(
     metrics::histogram!("http_request_duration_seconds", "operation" => operation)
         .record(elapsed.as_secs_f64());
     response
+}
+
+/// The largest bodies accepted: small for JSON, larger for file uploads.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub json: usize,
+    pub upload: usize,
+}
+
+impl BodyLimits {
+    /// Uploads are sent as the raw file (`image/*`, `application/pdf`,
+    /// `application/octet-stream`); everything else gets the JSON limit.
+    fn for_content_type(&self, content_type: Option<&HeaderValue>) -> usize {
+        let ct = content_type.and_then(|v| v.to_str().ok()).unwrap_or("");
+        let upload = ct.starts_with("image/")
+            || ct.starts_with("application/pdf")
+            || ct.starts_with("application/octet-stream");
+        if upload {
+            self.upload.max(self.json)
+        } else {
+            self.json
+        }
+    }
 }
 
 fn too_large(limit: usize) -> Problem {
