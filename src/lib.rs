@@ -6,19 +6,22 @@ use harmony_core::config::Config;
 use harmony_core::module::{self, Module, ModuleApi};
 use harmony_core::rbac;
 use harmony_core::{Kernel, KernelModule};
+use harmony_patients::PatientsModule;
 
-/// The composed HTTP API of the kernel and every module: a tuple, one element per module,
-/// as soon as there is more than the kernel.
-pub type Api = <KernelModule as ModuleApi>::Api;
+/// The composed HTTP API of the kernel and every module: one element per module.
+pub type Api = (
+    <KernelModule as ModuleApi>::Api,
+    <PatientsModule as ModuleApi>::Api,
+);
 
 /// Builds the composed API.
 pub fn api() -> Api {
-    KernelModule.api()
+    (KernelModule.api(), PatientsModule.api())
 }
 
 /// Every module, kernel first, each after the modules it depends on.
 pub fn modules() -> Vec<&'static dyn Module> {
-    vec![&KernelModule]
+    vec![&KernelModule, &PatientsModule]
 }
 
 /// The OpenAPI document, as checked in at `openapi/harmony.json`.

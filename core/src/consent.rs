@@ -89,6 +89,21 @@ pub async fn current(
         .await?)
 }
 
+/// Every decision for one subject, newest first.
+pub async fn history(
+    conn: &mut Conn,
+    subject_kind: &str,
+    subject_id: Uuid,
+) -> Result<Vec<ConsentRecord>, Error> {
+    Ok(cr::table
+        .filter(cr::subject_kind.eq(subject_kind))
+        .filter(cr::subject_id.eq(subject_id))
+        .order((cr::recorded_at.desc(), cr::id.desc()))
+        .select(ConsentRecord::as_select())
+        .load(conn)
+        .await?)
+}
+
 /// Whether `purpose` is currently granted for the subject.
 pub async fn is_granted(
     conn: &mut Conn,

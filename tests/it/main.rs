@@ -10,6 +10,8 @@ mod crypto;
 mod http;
 mod jobs;
 mod outbox;
+mod patients;
+mod photos;
 mod rbac;
 mod rls;
 mod snapshots;

@@ -343,6 +343,39 @@ impl TestApp {
         }
     }
 
+    /// The WhatsApp assistant's identity in `owner`'s clinic (people cannot be given the
+    /// assistant role through the API, so it is set up directly).
+    pub async fn assistant(&self, owner: &Caller) -> Caller {
+        use diesel_async::SimpleAsyncConnection;
+        let user = Uuid::now_v7();
+        let tenant = owner.tenant_id;
+        let mut admin = self.db.admin_connection().await;
+        admin
+            .batch_execute(&format!(
+                "INSERT INTO users (id, email, name) VALUES ('{user}', 'assistant-{user}@clinic.test', 'Assistente');
+                 INSERT INTO memberships (tenant_id, user_id) VALUES ('{tenant}', '{user}');
+                 INSERT INTO role_assignments (tenant_id, user_id, role) VALUES ('{tenant}', '{user}', 'assistant');"
+            ))
+            .await
+            .expect("assistant identity");
+        self.kernel
+            .rbac
+            .set_roles(tenant, user, &[harmony_core::rbac::Role::Assistant])
+            .await
+            .expect("assistant role");
+        let (token, _) = self
+            .kernel
+            .auth
+            .issue_access_token(user, tenant)
+            .expect("token");
+        Caller {
+            token: Some(token),
+            user_id: user,
+            email: String::new(),
+            ..owner.clone()
+        }
+    }
+
     /// The usual cast: a clinic with an owner, an admin, a professional and a receptionist,
     /// and the owner of a second clinic.
     pub async fn actors(&self) -> Actors {

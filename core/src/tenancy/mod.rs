@@ -399,3 +399,19 @@ pub(crate) async fn redeem_invitation(
         .await?;
     Ok(user)
 }
+
+/// The clinic's IANA time zone. Runs in a tenant transaction of `tenant`.
+pub async fn clinic_time_zone(conn: &mut Conn, tenant: Uuid) -> Result<chrono_tz::Tz, Error> {
+    let name: String = tenants::table
+        .find(tenant)
+        .select(tenants::time_zone)
+        .first(conn)
+        .await?;
+    Ok(name.parse().unwrap_or(chrono_tz::America::Sao_Paulo))
+}
+
+/// Today's date in the clinic's time zone.
+pub async fn clinic_today(conn: &mut Conn, tenant: Uuid) -> Result<chrono::NaiveDate, Error> {
+    let tz = clinic_time_zone(conn, tenant).await?;
+    Ok(Utc::now().with_timezone(&tz).date_naive())
+}
