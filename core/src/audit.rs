@@ -35,22 +35,39 @@ pub struct Access<'a> {
 
 /// Appends one audit event for `actor`'s access, in the caller's tenant transaction, so the
 /// read and its record commit together.
-pub async fn record(conn: &mut Conn, actor: &Actor, access: Access<'_>) -> Result<(), Error> {
+pub async fn record(conn: &Conn, actor: &Actor, access: Access<'_>) -> Result<(), Error> {
+    record_all(conn, actor, &[access]).await
+}
+
+/// Appends several audit events in one statement. Takes a shared connection so that it
+/// can be pipelined with the reads it records.
+pub async fn record_all(
+    mut conn: &Conn,
+    actor: &Actor,
+    accesses: &[Access<'_>],
+) -> Result<(), Error> {
+    let ip = actor.request.ip.map(IpNet::from);
+    let rows: Vec<_> = accesses
+        .iter()
+        .map(|access| {
+            (
+                ae::tenant_id.eq(actor.tenant_id),
+                ae::id.eq(Uuid::now_v7()),
+                ae::actor_kind.eq(actor.kind.as_str()),
+                ae::actor_id.eq(actor.user_id),
+                ae::subject_kind.eq(access.subject_kind),
+                ae::subject_id.eq(access.subject_id),
+                ae::resource.eq(access.resource),
+                ae::action.eq(access.action),
+                ae::ip.eq(ip),
+                ae::user_agent.eq(actor.request.user_agent.as_deref()),
+                ae::request_id.eq(&actor.request.request_id),
+            )
+        })
+        .collect();
     diesel::insert_into(ae::table)
-        .values((
-            ae::tenant_id.eq(actor.tenant_id),
-            ae::id.eq(Uuid::now_v7()),
-            ae::actor_kind.eq(actor.kind.as_str()),
-            ae::actor_id.eq(actor.user_id),
-            ae::subject_kind.eq(access.subject_kind),
-            ae::subject_id.eq(access.subject_id),
-            ae::resource.eq(access.resource),
-            ae::action.eq(access.action),
-            ae::ip.eq(actor.request.ip.map(IpNet::from)),
-            ae::user_agent.eq(actor.request.user_agent.as_deref()),
-            ae::request_id.eq(&actor.request.request_id),
-        ))
-        .execute(conn)
+        .values(rows)
+        .execute(&mut conn)
         .await?;
     Ok(())
 }

@@ -164,7 +164,7 @@ impl Crypto {
     }
 
     /// The clinic's key, created on first use. Runs in a tenant transaction of `tenant`.
-    async fn tenant_key(&self, conn: &mut Conn, tenant: Uuid) -> Result<Arc<TenantKey>, Error> {
+    async fn tenant_key(&self, mut conn: &Conn, tenant: Uuid) -> Result<Arc<TenantKey>, Error> {
         if let Some(key) = self
             .tenant_keys
             .lock()
@@ -182,12 +182,12 @@ impl Crypto {
                 tenant_keys::wrapped_key.eq(self.current.1.seal(&fresh.0, aad.as_bytes())),
             ))
             .on_conflict_do_nothing()
-            .execute(conn)
+            .execute(&mut conn)
             .await?;
         let (master_id, wrapped): (String, Vec<u8>) = tenant_keys::table
             .find(tenant)
             .select((tenant_keys::master_key_id, tenant_keys::wrapped_key))
-            .first(conn)
+            .first(&mut conn)
             .await?;
         let wrapping = self
             .master(&master_id)?
@@ -243,6 +243,36 @@ impl Crypto {
             .first(conn)
             .await?;
         wrapped
+            .map(|w| {
+                let data = key.wrapping.unwrap_key(&w, aad.as_bytes())?;
+                Ok(SubjectCipher {
+                    tenant,
+                    subject,
+                    key: data,
+                })
+            })
+            .transpose()
+    }
+
+    /// The cipher of a subject whose data is only read: creates no key. `None` when the
+    /// subject has no key (nothing was ever encrypted for them) or it was destroyed. Takes a
+    /// shared connection so that it can be pipelined with other queries.
+    pub async fn open_subject(
+        &self,
+        mut conn: &Conn,
+        tenant: Uuid,
+        subject: Uuid,
+    ) -> Result<Option<SubjectCipher>, Error> {
+        let key = self.tenant_key(conn, tenant).await?;
+        let wrapped: Option<Option<Vec<u8>>> = data_keys::table
+            .find((tenant, subject))
+            .select(data_keys::wrapped_key)
+            .first(&mut conn)
+            .await
+            .optional()?;
+        let aad = format!("data-key:{tenant}:{subject}");
+        wrapped
+            .flatten()
             .map(|w| {
                 let data = key.wrapping.unwrap_key(&w, aad.as_bytes())?;
                 Ok(SubjectCipher {

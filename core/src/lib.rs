@@ -71,6 +71,8 @@ pub struct KernelParts {
     pub rbac: Rbac,
     pub crypto: Crypto,
     pub storage: Storage,
+    /// The clinics' time zones.
+    pub zones: tenancy::ZoneCache,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -95,6 +97,7 @@ impl Kernel {
         let crypto = crypto_from(&config)?;
         let storage = Storage::local(&config.storage.path)?;
         let rbac = Rbac::load(db.clone(), policy).await?;
+        let zones = tenancy::ZoneCache::default();
         Ok(Kernel(Arc::new(KernelParts {
             config,
             db,
@@ -102,6 +105,7 @@ impl Kernel {
             rbac,
             crypto,
             storage,
+            zones,
         })))
     }
 

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use casbin::{CoreApi, DefaultModel, Enforcer, MgmtApi, Model};
+use casbin::{CachedApi, CachedEnforcer, CoreApi, DefaultModel, MgmtApi, Model};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use scoped_futures::ScopedFutureExt;
@@ -101,7 +101,7 @@ fn domain(tenant: Uuid) -> String {
 /// The shared enforcer.
 #[derive(Clone)]
 pub struct Rbac {
-    enforcer: Arc<RwLock<Enforcer>>,
+    enforcer: Arc<RwLock<CachedEnforcer>>,
 }
 
 impl std::fmt::Debug for Rbac {
@@ -118,7 +118,10 @@ impl Rbac {
             db,
             policy: policy.to_owned(),
         };
-        let mut enforcer = Enforcer::new(model, adapter).await?;
+        let mut enforcer = CachedEnforcer::new(model, adapter).await?;
+        // Decisions are cached per (user, clinic, resource, action); any change of role
+        // links clears the cache.
+        enforcer.set_cache(Box::new(casbin::DefaultCache::new(100_000)));
         // Role links are written by the tenancy service inside the transaction that changes
         // the membership; the enforcer only mirrors them.
         enforcer.enable_auto_save(false);

@@ -204,3 +204,81 @@ async fn photos_stay_in_their_clinic_and_die_with_the_patients_key() {
         StatusCode::NOT_FOUND
     );
 }
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn png_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut chunk = (data.len() as u32).to_be_bytes().to_vec();
+    let mut body = kind.to_vec();
+    body.extend_from_slice(data);
+    chunk.extend_from_slice(&body);
+    chunk.extend(crc32(&body).to_be_bytes());
+    chunk
+}
+
+/// A 1x1 PNG with an eXIf chunk and a text chunk.
+fn png_with_metadata(width: u32, height: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    png.extend(png_chunk(b"IHDR", &ihdr));
+    png.extend(png_chunk(b"eXIf", b"MM\0*\0\0\0\x08GPSLatitude -23.55"));
+    png.extend(png_chunk(b"tEXt", b"Comment\0taken at the patient's home"));
+    png.extend(png_chunk(
+        b"IDAT",
+        &[0x78, 0x9C, 0x63, 0xF8, 0x0F, 0x00, 0x01, 0x01, 0x01, 0x00],
+    ));
+    png.extend(png_chunk(b"IEND", b""));
+    png
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn png_metadata_is_removed_and_huge_dimensions_refused_without_decoding() {
+    let app = TestApp::start().await;
+    let owner = app.signup("Clínica Aurora").await;
+    let patient = new_patient(&owner).await;
+
+    let stored = upload(&owner, &patient, png_with_metadata(1, 1), "image/png").await;
+    assert_eq!(stored.status, StatusCode::CREATED, "{}", stored.body);
+    let bytes = owner
+        .raw(Method::GET, &format!("/api/v1/patients/{patient}/photo"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let contains = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(contains(b"IHDR") && contains(b"IDAT"));
+    assert!(!contains(b"eXIf") && !contains(b"GPSLatitude") && !contains(b"patient's home"));
+
+    // A header announcing 30,000 x 30,000 pixels is refused from the header alone.
+    let bomb = upload(
+        &owner,
+        &patient,
+        png_with_metadata(30_000, 30_000),
+        "image/png",
+    )
+    .await;
+    assert_eq!(
+        bomb.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        bomb.body
+    );
+    assert_eq!(bomb.body["errors"][0]["field"], "body");
+}

@@ -400,18 +400,46 @@ pub(crate) async fn redeem_invitation(
     Ok(user)
 }
 
-/// The clinic's IANA time zone. Runs in a tenant transaction of `tenant`.
-pub async fn clinic_time_zone(conn: &mut Conn, tenant: Uuid) -> Result<chrono_tz::Tz, Error> {
-    let name: String = tenants::table
-        .find(tenant)
-        .select(tenants::time_zone)
-        .first(conn)
-        .await?;
-    Ok(name.parse().unwrap_or(chrono_tz::America::Sao_Paulo))
-}
+/// The clinics' time zones, cached: they are read on every date computation and change
+/// rarely. A change made through this replica is seen at once, through another within
+/// [`ZONE_TTL`].
+#[derive(Debug, Default)]
+pub struct ZoneCache(
+    std::sync::Mutex<std::collections::HashMap<Uuid, (chrono_tz::Tz, std::time::Instant)>>,
+);
 
-/// Today's date in the clinic's time zone.
-pub async fn clinic_today(conn: &mut Conn, tenant: Uuid) -> Result<chrono::NaiveDate, Error> {
-    let tz = clinic_time_zone(conn, tenant).await?;
-    Ok(Utc::now().with_timezone(&tz).date_naive())
+pub const ZONE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl ZoneCache {
+    /// The clinic's IANA time zone. Runs in a tenant transaction of `tenant`.
+    pub async fn zone(&self, mut conn: &Conn, tenant: Uuid) -> Result<chrono_tz::Tz, Error> {
+        let cached = self.0.lock().ok().and_then(|m| m.get(&tenant).copied());
+        if let Some((tz, at)) = cached
+            && at.elapsed() < ZONE_TTL
+        {
+            return Ok(tz);
+        }
+        let name: String = tenants::table
+            .find(tenant)
+            .select(tenants::time_zone)
+            .first(&mut conn)
+            .await?;
+        let tz = name.parse().unwrap_or(chrono_tz::America::Sao_Paulo);
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(tenant, (tz, std::time::Instant::now()));
+        }
+        Ok(tz)
+    }
+
+    /// Today's date in the clinic's time zone.
+    pub async fn today(&self, conn: &Conn, tenant: Uuid) -> Result<chrono::NaiveDate, Error> {
+        let tz = self.zone(conn, tenant).await?;
+        Ok(Utc::now().with_timezone(&tz).date_naive())
+    }
+
+    pub fn forget(&self, tenant: Uuid) {
+        if let Ok(mut map) = self.0.lock() {
+            map.remove(&tenant);
+        }
+    }
 }

@@ -2,8 +2,6 @@
 -- shown on every screen); CPF and notes are encrypted by the application under the
 -- patient's data key, and the CPF is found through a keyed blind index.
 
-CREATE EXTENSION IF NOT EXISTS pg_trgm;
-
 CREATE TABLE referral_origins (
     tenant_id uuid NOT NULL REFERENCES tenants (id),
     code text NOT NULL CHECK (code ~ '^[a-z0-9_]{1,40}$'),
@@ -21,8 +19,8 @@ CREATE TABLE patients (
     id uuid NOT NULL,
     full_name text NOT NULL CHECK (length(full_name) BETWEEN 1 AND 200),
     nickname text CHECK (length(nickname) <= 80),
-    -- Lower case, unaccented name and nickname: what searches match against.
-    search_text text NOT NULL,
+    -- Lower case, unaccented name and nickname: the order of name sorting.
+    search_text text COLLATE "C" NOT NULL,
     cpf_cipher bytea,
     cpf_index bytea,
     email text,
@@ -49,7 +47,6 @@ CREATE TABLE patients (
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, referral_origin) REFERENCES referral_origins (tenant_id, code)
 );
-CREATE INDEX patients_search_trgm_idx ON patients USING gin (search_text gin_trgm_ops);
 CREATE INDEX patients_name_idx ON patients (tenant_id, search_text, id);
 CREATE INDEX patients_created_idx ON patients (tenant_id, created_at, id);
 CREATE INDEX patients_cpf_idx ON patients (tenant_id, cpf_index) WHERE cpf_index IS NOT NULL;
@@ -60,6 +57,25 @@ ALTER TABLE patients ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON patients
     USING (tenant_id = app_current_tenant()) WITH CHECK (tenant_id = app_current_tenant());
 GRANT SELECT, INSERT, UPDATE ON patients TO harmony_app;
+
+-- Name search: one row per word of a patient's name and nickname (lower case, no
+-- accents), carrying the patient's sort key so that a page of matches is read from this
+-- index alone. A trigram index would not do: under row-level security PostgreSQL may not
+-- use an index for LIKE (it is not leakproof), while the range comparisons used here are.
+CREATE TABLE patient_search_terms (
+    tenant_id uuid NOT NULL,
+    term text COLLATE "C" NOT NULL,
+    sort_key text COLLATE "C" NOT NULL,
+    patient_id uuid NOT NULL,
+    active boolean NOT NULL,
+    PRIMARY KEY (tenant_id, term, sort_key, patient_id),
+    FOREIGN KEY (tenant_id, patient_id) REFERENCES patients (tenant_id, id) ON DELETE CASCADE
+);
+CREATE INDEX patient_search_terms_patient_idx ON patient_search_terms (tenant_id, patient_id, term);
+ALTER TABLE patient_search_terms ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON patient_search_terms
+    USING (tenant_id = app_current_tenant()) WITH CHECK (tenant_id = app_current_tenant());
+GRANT SELECT, INSERT, UPDATE, DELETE ON patient_search_terms TO harmony_app;
 
 -- Legal guardians of minors. Their CPF is encrypted under the minor's data key.
 CREATE TABLE guardians (

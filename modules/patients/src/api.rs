@@ -15,7 +15,6 @@ use harmony_core::http::ApiResult;
 use harmony_core::http::pagination::{decode_cursor, page_size, paginate};
 use harmony_core::rbac::Permission;
 use harmony_core::schema::audit_events as ae;
-use harmony_core::tenancy::clinic_today;
 use harmony_core::validate::Fields;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
@@ -26,7 +25,7 @@ use uuid::Uuid;
 
 use crate::domain::{self, Cpf, Phone, search_form};
 use crate::records::{self, Address, NewPatient, PatientRow, PatientUpdate};
-use crate::schema::{guardians, patients, referral_origins};
+use crate::schema::{guardians, patient_search_terms, patients, referral_origins};
 use crate::{PatientTags, perm};
 
 /// A patient record. Fields the caller's role may not see are `null`; `view` says which
@@ -276,6 +275,9 @@ fn not_found() -> Error {
 }
 
 /// Loads one patient and renders it for `view`, writing the audit events of the read.
+///
+/// The row, the patient's key and the audit insert go to PostgreSQL together (pipelined);
+/// if the patient does not exist the transaction, audit rows included, is rolled back.
 async fn read_patient(
     conn: &mut Conn,
     kernel: &Kernel,
@@ -283,35 +285,46 @@ async fn read_patient(
     id: Uuid,
     view: View,
 ) -> Result<Patient, Error> {
-    let row: PatientRow = patients::table
-        .filter(patients::id.eq(id))
-        .select(PatientRow::as_select())
-        .first(conn)
-        .await
-        .optional()?
-        .ok_or_else(not_found)?;
-    let needs_keys =
-        view != View::Contact && (row.cpf_cipher.is_some() || row.notes_cipher.is_some());
-    let (cipher, erased) = if needs_keys {
-        let cipher = kernel.crypto.subject(conn, actor.tenant_id, id).await?;
-        let erased = cipher.is_none();
-        (cipher, erased)
-    } else {
-        (None, false)
-    };
-    let (cpf, notes) = records::decrypt(&row, cipher.as_ref())?;
-    let today = clinic_today(conn, actor.tenant_id).await?;
-
+    let shared: &Conn = conn;
     let access = |resource| Access {
         subject_kind: Some("patient"),
         subject_id: Some(id),
         resource,
         action: "read",
     };
-    audit::record(conn, actor, access("patient")).await?;
-    if view == View::Clinical && notes.is_some() {
-        audit::record(conn, actor, access("patient.notes")).await?;
-    }
+    let accesses: &[Access] = if view == View::Clinical {
+        &[access("patient"), access("patient.notes")]
+    } else {
+        &[access("patient")]
+    };
+    let row = async {
+        let mut c = shared;
+        patients::table
+            .filter(patients::id.eq(id))
+            .select(PatientRow::as_select())
+            .first::<PatientRow>(&mut c)
+            .await
+            .optional()
+            .map_err(Error::from)
+    };
+    let key = async {
+        if view == View::Contact {
+            Ok(None)
+        } else {
+            kernel
+                .crypto
+                .open_subject(shared, actor.tenant_id, id)
+                .await
+        }
+    };
+    let today = kernel.zones.today(shared, actor.tenant_id);
+    let (row, cipher, today, ()) =
+        futures::try_join!(row, key, today, audit::record_all(shared, actor, accesses))?;
+    let row = row.ok_or_else(not_found)?;
+
+    let encrypted = row.cpf_cipher.is_some() || row.notes_cipher.is_some();
+    let erased = view != View::Contact && encrypted && cipher.is_none();
+    let (cpf, notes) = records::decrypt(&row, cipher.as_ref())?;
     Ok(render(row, view, cpf, notes, erased, today))
 }
 
@@ -431,12 +444,110 @@ struct ListCursor {
     id: Uuid,
 }
 
-fn like_pattern(text: &str) -> String {
-    let escaped = text
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_");
-    format!("%{escaped}%")
+/// The end of the range of terms that start with `word` (in byte order).
+fn prefix_end(word: &str) -> String {
+    format!("{word}{}", char::MAX)
+}
+
+/// The patients with a name or nickname word starting with `word`.
+fn term_matches(
+    word: &str,
+) -> diesel::dsl::Select<
+    diesel::dsl::Filter<
+        diesel::dsl::Filter<
+            patient_search_terms::table,
+            diesel::dsl::GtEq<patient_search_terms::term, String>,
+        >,
+        diesel::dsl::Lt<patient_search_terms::term, String>,
+    >,
+    patient_search_terms::patient_id,
+> {
+    patient_search_terms::table
+        .filter(patient_search_terms::term.ge(word.to_owned()))
+        .filter(patient_search_terms::term.lt(prefix_end(word)))
+        .select(patient_search_terms::patient_id)
+}
+
+#[derive(QueryableByName)]
+struct Hit {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    patient_id: Uuid,
+}
+
+/// A page of a name search, read from the search terms' index: every word must start a
+/// word of the name or nickname. The longest word drives the scan; the others filter.
+async fn search_by_name(
+    conn: &mut Conn,
+    words: &[String],
+    status: &str,
+    sort: &str,
+    after: Option<&ListCursor>,
+    limit: i64,
+) -> Result<Vec<PatientRow>, Error> {
+    use diesel::sql_types::{Nullable, Text};
+    let mut words: Vec<&String> = words.iter().collect();
+    words.sort_by_key(|w| std::cmp::Reverse(w.len()));
+    let desc = sort.starts_with('-');
+    let mut sql = String::from(
+        "SELECT DISTINCT t.sort_key, t.patient_id FROM patient_search_terms t \
+         WHERE t.term >= $1 AND t.term < $2 AND ($3::boolean IS NULL OR t.active = $3)",
+    );
+    let mut next = 4;
+    for _ in &words[1..] {
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM patient_search_terms o WHERE o.patient_id = t.patient_id \
+               AND o.term >= ${} AND o.term < ${})",
+            next,
+            next + 1
+        ));
+        next += 2;
+    }
+    if after.is_some() {
+        let op = if desc { "<" } else { ">" };
+        sql.push_str(&format!(
+            " AND (t.sort_key, t.patient_id) {op} (${}, ${})",
+            next,
+            next + 1
+        ));
+        next += 2;
+    }
+    let direction = if desc { "DESC" } else { "ASC" };
+    sql.push_str(&format!(
+        " ORDER BY t.sort_key {direction}, t.patient_id {direction} LIMIT ${next}"
+    ));
+
+    let active = match status {
+        "active" => Some(true),
+        "archived" => Some(false),
+        _ => None,
+    };
+    let mut query = diesel::sql_query(sql)
+        .into_boxed()
+        .bind::<Text, _>(words[0].clone())
+        .bind::<Text, _>(prefix_end(words[0]))
+        .bind::<Nullable<Bool>, _>(active);
+    for word in &words[1..] {
+        query = query
+            .bind::<Text, _>((*word).clone())
+            .bind::<Text, _>(prefix_end(word));
+    }
+    if let Some(cursor) = after {
+        query = query
+            .bind::<Text, _>(cursor.name.clone().unwrap_or_default())
+            .bind::<diesel::sql_types::Uuid, _>(cursor.id);
+    }
+    let hits: Vec<Hit> = query
+        .bind::<diesel::sql_types::BigInt, _>(limit + 1)
+        .load(conn)
+        .await?;
+    let ids: Vec<Uuid> = hits.iter().map(|h| h.patient_id).collect();
+    let mut rows: Vec<PatientRow> = patients::table
+        .filter(patients::id.eq_any(&ids))
+        .select(PatientRow::as_select())
+        .load(conn)
+        .await?;
+    rows.sort_by_key(|r| ids.iter().position(|id| *id == r.id));
+    Ok(rows)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -573,7 +684,19 @@ impl PatientsApi {
                 Error::invalid_query("cursor", "a cursor from a list with the same sort").into(),
             );
         }
-        let q = q.0.map(|q| search_form(&q)).filter(|q| !q.is_empty());
+        let words: Vec<String> =
+            q.0.map(|q| search_form(&q))
+                .unwrap_or_default()
+                .split(' ')
+                .filter(|w| !w.is_empty())
+                .map(str::to_owned)
+                .collect();
+        let fast = !words.is_empty()
+            && cpf.is_none()
+            && phone.is_none()
+            && tag.0.is_none()
+            && birthday_month.0.is_none()
+            && sort.ends_with("name");
         let kernel_ref: &Kernel = &kernel;
         let actor_ref = &actor;
         let sort_ref = sort.clone();
@@ -581,12 +704,29 @@ impl PatientsApi {
             .db
             .tenant(actor.scope(), |conn| {
                 async move {
+                    if fast {
+                        let rows =
+                            search_by_name(conn, &words, &status, &sort_ref, after.as_ref(), limit)
+                                .await?;
+                        audit::record(
+                            conn,
+                            actor_ref,
+                            Access {
+                                subject_kind: Some("patient"),
+                                subject_id: None,
+                                resource: "patient",
+                                action: "list",
+                            },
+                        )
+                        .await?;
+                        return Ok(rows);
+                    }
                     let mut query = patients::table.select(PatientRow::as_select()).into_boxed();
                     if status != "all" {
                         query = query.filter(patients::status.eq(status));
                     }
-                    if let Some(q) = q {
-                        query = query.filter(patients::search_text.like(like_pattern(&q)));
+                    for word in &words {
+                        query = query.filter(patients::id.eq_any(term_matches(word)));
                     }
                     if let Some(cpf) = cpf {
                         let index = kernel_ref
@@ -657,16 +797,7 @@ impl PatientsApi {
                         }
                         _ => query.order((patients::search_text.asc(), patients::id.asc())),
                     };
-                    let rows: Vec<(PatientRow, String)> = query
-                        .limit(limit + 1)
-                        .load::<PatientRow>(conn)
-                        .await?
-                        .into_iter()
-                        .map(|r| {
-                            let key = records::search_text(&r.full_name, r.nickname.as_deref());
-                            (r, key)
-                        })
-                        .collect();
+                    let rows: Vec<PatientRow> = query.limit(limit + 1).load(conn).await?;
                     audit::record(
                         conn,
                         actor_ref,
@@ -686,13 +817,13 @@ impl PatientsApi {
         let (items, next_cursor) = paginate(
             rows,
             limit,
-            |(r, key)| ListCursor {
+            |r: &PatientRow| ListCursor {
                 sort: sort.clone(),
-                name: sort.ends_with("name").then(|| key.clone()),
+                name: sort.ends_with("name").then(|| r.search_text.clone()),
                 at: sort.ends_with("created_at").then_some(r.created_at),
                 id: r.id,
             },
-            |(r, _)| PatientSummary {
+            |r| PatientSummary {
                 id: r.id,
                 full_name: r.full_name,
                 nickname: r.nickname,
@@ -977,7 +1108,7 @@ impl PatientsApi {
                             .await?;
                     let cipher = kernel_ref
                         .crypto
-                        .subject(conn, actor_ref.tenant_id, id.0)
+                        .open_subject(conn, actor_ref.tenant_id, id.0)
                         .await?;
                     let access = Access {
                         subject_kind: Some("patient"),
@@ -1234,6 +1365,7 @@ impl PatientsApi {
         );
         f.finish()?;
         let actor_ref = &actor;
+        let kernel_ref: &Kernel = &kernel;
         let record = kernel
             .db
             .tenant(actor.scope(), |conn| {
@@ -1245,7 +1377,7 @@ impl PatientsApi {
                         .await
                         .optional()?
                         .ok_or_else(not_found)?;
-                    let today = clinic_today(conn, actor_ref.tenant_id).await?;
+                    let today = kernel_ref.zones.today(conn, actor_ref.tenant_id).await?;
                     let minor = birth.is_some_and(|b| domain::age_on(b, today) < 18);
                     let mut evidence = serde_json::json!({ "given_by": "patient" });
                     if minor {
@@ -1484,6 +1616,12 @@ impl PatientsApi {
                     if changed == 0 {
                         return Err(not_found());
                     }
+                    diesel::update(
+                        patient_search_terms::table.filter(patient_search_terms::patient_id.eq(id)),
+                    )
+                    .set(patient_search_terms::active.eq(status == "active"))
+                    .execute(conn)
+                    .await?;
                     read_patient(conn, kernel, actor_ref, id, view).await
                 }
                 .scope_boxed()

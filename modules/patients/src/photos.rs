@@ -281,7 +281,7 @@ impl PhotosApi {
                     let (key, content_type) = row.ok_or(Error::NotFound { what: "photo" })?;
                     let cipher = kernel_ref
                         .crypto
-                        .subject(conn, actor_ref.tenant_id, id.0)
+                        .open_subject(conn, actor_ref.tenant_id, id.0)
                         .await?
                         .ok_or(Error::NotFound { what: "photo" })?;
                     let bytes = kernel_ref.storage.get(&cipher, &key).await?;

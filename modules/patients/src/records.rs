@@ -261,6 +261,8 @@ impl PatientUpdate {
 pub struct PatientRow {
     pub id: Uuid,
     pub full_name: String,
+    /// The name sort key (lower case, no accents).
+    pub search_text: String,
     pub nickname: Option<String>,
     pub cpf_cipher: Option<Vec<u8>>,
     pub email: Option<String>,
@@ -325,7 +327,13 @@ pub async fn write(
     };
     let seal = |field: &str, text: &str| cipher.as_ref().map(|c| c.encrypt(field, text.as_bytes()));
     // The search form follows the name and nickname, whichever of them changes.
-    let search = if !insert && (changes.full_name.is_some() || changes.nickname.is_some()) {
+    let search = if insert {
+        let name = changes.full_name.clone().unwrap_or_default();
+        Some(search_text(
+            &name,
+            changes.nickname.clone().flatten().as_deref(),
+        ))
+    } else if changes.full_name.is_some() || changes.nickname.is_some() {
         let (name, nickname): (String, Option<String>) = patients::table
             .filter(patients::id.eq(id))
             .select((patients::full_name, patients::nickname))
@@ -339,6 +347,7 @@ pub async fn write(
     } else {
         None
     };
+    let terms_from = search.clone();
     let row = PatientChanges {
         search_text: search,
         full_name: changes.full_name.clone(),
@@ -417,6 +426,42 @@ pub async fn write(
     if updated == 0 {
         return Err(Error::NotFound { what: "patient" });
     }
+    if let Some(sort_key) = terms_from {
+        index_terms(conn, tenant, id, &sort_key).await?;
+    }
+    Ok(())
+}
+
+/// Rewrites a patient's search terms: one per word of their name and nickname.
+async fn index_terms(conn: &mut Conn, tenant: Uuid, id: Uuid, sort_key: &str) -> Result<(), Error> {
+    use crate::schema::patient_search_terms as t;
+    let status: String = patients::table
+        .filter(patients::id.eq(id))
+        .select(patients::status)
+        .first(conn)
+        .await?;
+    diesel::delete(t::table.filter(t::patient_id.eq(id)))
+        .execute(conn)
+        .await?;
+    let mut words: Vec<&str> = sort_key.split(' ').filter(|w| !w.is_empty()).collect();
+    words.sort_unstable();
+    words.dedup();
+    let rows: Vec<_> = words
+        .into_iter()
+        .map(|w| {
+            (
+                t::tenant_id.eq(tenant),
+                t::term.eq(w),
+                t::sort_key.eq(sort_key),
+                t::patient_id.eq(id),
+                t::active.eq(status == "active"),
+            )
+        })
+        .collect();
+    diesel::insert_into(t::table)
+        .values(rows)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

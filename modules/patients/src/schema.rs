@@ -43,6 +43,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    patient_search_terms (tenant_id, term, sort_key, patient_id) {
+        tenant_id -> Uuid,
+        term -> Text,
+        sort_key -> Text,
+        patient_id -> Uuid,
+        active -> Bool,
+    }
+}
+
+diesel::table! {
     guardians (tenant_id, id) {
         tenant_id -> Uuid,
         id -> Uuid,
@@ -75,6 +85,7 @@ diesel::table! {
 diesel::allow_tables_to_appear_in_same_query!(
     patients,
     patient_photos,
+    patient_search_terms,
     guardians,
     referral_origins
 );
