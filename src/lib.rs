@@ -2,6 +2,7 @@
 //!
 //! Adding a module is one crate, one entry in [`modules`] and one element in [`Api`].
 
+use harmony_agenda::AgendaModule;
 use harmony_core::config::Config;
 use harmony_core::module::{self, Module, ModuleApi};
 use harmony_core::rbac;
@@ -12,16 +13,17 @@ use harmony_patients::PatientsModule;
 pub type Api = (
     <KernelModule as ModuleApi>::Api,
     <PatientsModule as ModuleApi>::Api,
+    <AgendaModule as ModuleApi>::Api,
 );
 
 /// Builds the composed API.
 pub fn api() -> Api {
-    (KernelModule.api(), PatientsModule.api())
+    (KernelModule.api(), PatientsModule.api(), AgendaModule.api())
 }
 
 /// Every module, kernel first, each after the modules it depends on.
 pub fn modules() -> Vec<&'static dyn Module> {
-    vec![&KernelModule, &PatientsModule]
+    vec![&KernelModule, &PatientsModule, &AgendaModule]
 }
 
 /// The OpenAPI document, as checked in at `openapi/harmony.json`.

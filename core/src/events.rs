@@ -94,6 +94,12 @@ struct Cursor {
 }
 
 #[derive(QueryableByName)]
+struct Horizon {
+    #[diesel(sql_type = BigInt)]
+    txid: i64,
+}
+
+#[derive(QueryableByName)]
 struct Failure {
     #[diesel(sql_type = Int4)]
     attempts: i32,
@@ -163,11 +169,19 @@ impl Dispatcher {
                     .optional()?;
                     let Some(mut cursor) = cursor else { return Ok(0) };
 
+                    // One horizon for the whole batch: every transaction below it has
+                    // ended, so no event below it can still appear. (Taking it again later
+                    // could let the cursor jump over an event that committed meanwhile.)
+                    let horizon: Horizon = diesel::sql_query(
+                        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS txid",
+                    )
+                    .get_result(conn)
+                    .await?;
                     let topics: Vec<&str> = sub.topics.to_vec();
                     let events: Vec<Event> = diesel::sql_query(
                         "SELECT tenant_id, id, txid, seq, topic, payload, occurred_at FROM outbox_events \
                          WHERE (txid, seq) > ($1, $2) \
-                           AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+                           AND txid < $5 \
                            AND topic = ANY($3) \
                          ORDER BY txid, seq LIMIT $4",
                     )
@@ -175,6 +189,7 @@ impl Dispatcher {
                     .bind::<BigInt, _>(cursor.last_seq)
                     .bind::<Array<Text>, _>(topics)
                     .bind::<BigInt, _>(batch)
+                    .bind::<BigInt, _>(horizon.txid)
                     .load(conn)
                     .await?;
                     let full_batch = events.len() as i64 == batch;
@@ -194,19 +209,19 @@ impl Dispatcher {
                     // Nothing pending for this subscriber: skip past other topics' events so
                     // the next poll does not scan them again.
                     if !blocked && !full_batch {
-                        let horizon: Option<Cursor> = diesel::sql_query(
+                        let last_below: Option<Cursor> = diesel::sql_query(
                             "SELECT txid AS last_txid, seq AS last_seq FROM outbox_events \
-                             WHERE txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
-                               AND (txid, seq) > ($1, $2) \
+                             WHERE txid < $3 AND (txid, seq) > ($1, $2) \
                              ORDER BY txid DESC, seq DESC LIMIT 1",
                         )
                         .bind::<BigInt, _>(cursor.last_txid)
                         .bind::<BigInt, _>(cursor.last_seq)
+                        .bind::<BigInt, _>(horizon.txid)
                         .get_result(conn)
                         .await
                         .optional()?;
-                        if let Some(horizon) = horizon {
-                            cursor = horizon;
+                        if let Some(last) = last_below {
+                            cursor = last;
                         }
                     }
                     diesel::sql_query(

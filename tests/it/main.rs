@@ -5,6 +5,7 @@
 
 mod support;
 
+mod agenda;
 mod auth;
 mod crypto;
 mod http;

@@ -54,8 +54,20 @@ async fn publish(app: &TestApp, tenant: Uuid, topic: &'static str, commit: bool)
     result.unwrap_or_default()
 }
 
-async fn drain(dispatcher: &Dispatcher, subscriptions: &[Subscription]) {
-    for _ in 0..5 {
+/// Delivers until `done` (events wait for every older transaction of the cluster to end,
+/// and other tests' transactions run beside this one), then a few more rounds so that a
+/// duplicate delivery would show.
+async fn drain(dispatcher: &Dispatcher, subscriptions: &[Subscription], done: impl Fn() -> bool) {
+    for _ in 0..400 {
+        for s in subscriptions {
+            dispatcher.deliver(s).await.unwrap();
+        }
+        if done() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    for _ in 0..3 {
         for s in subscriptions {
             dispatcher.deliver(s).await.unwrap();
         }
@@ -81,7 +93,10 @@ async fn committed_events_reach_each_subscriber_once_and_rolled_back_ones_never(
     publish(&app, owner.tenant_id, "appointment.booked", false).await;
     let cancelled = publish(&app, owner.tenant_id, "appointment.cancelled", true).await;
     publish(&app, owner.tenant_id, "patient.created", true).await;
-    drain(&dispatcher, &subs).await;
+    drain(&dispatcher, &subs, || {
+        a.lock().unwrap().len() >= 2 && !b.lock().unwrap().is_empty()
+    })
+    .await;
 
     assert_eq!(
         *a.lock().unwrap(),
@@ -104,10 +119,20 @@ async fn a_restarted_dispatcher_resumes_where_it_stopped() {
     let subs = vec![recorder("test.resume", &["x"], seen.clone())];
 
     let first = publish(&app, owner.tenant_id, "x", true).await;
-    drain(&Dispatcher::new(app.kernel.clone(), subs.clone()), &subs).await;
+    drain(
+        &Dispatcher::new(app.kernel.clone(), subs.clone()),
+        &subs,
+        || !seen.lock().unwrap().is_empty(),
+    )
+    .await;
     let second = publish(&app, owner.tenant_id, "x", true).await;
     // A new dispatcher (a restart, or another replica) delivers only what is new.
-    drain(&Dispatcher::new(app.kernel.clone(), subs.clone()), &subs).await;
+    drain(
+        &Dispatcher::new(app.kernel.clone(), subs.clone()),
+        &subs,
+        || seen.lock().unwrap().len() >= 2,
+    )
+    .await;
     let ids: Vec<Uuid> = seen.lock().unwrap().iter().map(|(_, id)| *id).collect();
     assert_eq!(ids, [first, second]);
 }
@@ -144,14 +169,15 @@ async fn a_failing_subscriber_is_retried_and_later_events_wait_for_it() {
     let first = publish(&app, owner.tenant_id, "x", true).await;
     let second = publish(&app, owner.tenant_id, "x", true).await;
 
-    assert_eq!(dispatcher.deliver(&flaky).await.unwrap(), 0);
+    let subs = [flaky.clone()];
+    drain(&dispatcher, &subs, || *attempts.lock().unwrap() >= 1).await;
     assert!(
         seen.lock().unwrap().is_empty(),
         "nothing is delivered past a failed event"
     );
     // The retry waits for its backoff (2 s after the first failure).
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    dispatcher.deliver(&flaky).await.unwrap();
+    drain(&dispatcher, &subs, || seen.lock().unwrap().len() >= 2).await;
     let ids: Vec<Uuid> = seen.lock().unwrap().iter().map(|(_, id)| *id).collect();
     assert_eq!(ids, [first, second]);
 }
@@ -180,7 +206,10 @@ async fn an_event_that_always_fails_is_parked_and_the_rest_flow() {
         }
     };
     let dispatcher = Dispatcher::new(app.kernel.clone(), vec![picky.clone()]);
-    dispatcher.deliver(&picky).await.unwrap();
+    drain(&dispatcher, std::slice::from_ref(&picky), || {
+        !seen.lock().unwrap().is_empty()
+    })
+    .await;
     assert_eq!(
         seen.lock()
             .unwrap()

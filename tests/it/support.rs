@@ -50,6 +50,11 @@ fn migrations_fingerprint() -> String {
         &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations"),
         &mut files,
     );
+    // The modules that are composed matter too: a migration folder exists before its
+    // module is added to the list.
+    for module in harmony::modules() {
+        files.push((module.name().to_owned(), Vec::new()));
+    }
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for (name, bytes) in files {
         for b in name.bytes().chain(bytes) {

@@ -443,3 +443,20 @@ impl ZoneCache {
         }
     }
 }
+
+/// Which of `ids` are active members of the current clinic holding the professional role.
+/// Runs in a tenant transaction.
+pub async fn active_professionals(conn: &mut Conn, ids: &[Uuid]) -> Result<Vec<Uuid>, Error> {
+    Ok(memberships::table
+        .inner_join(
+            role_assignments::table.on(role_assignments::tenant_id
+                .eq(memberships::tenant_id)
+                .and(role_assignments::user_id.eq(memberships::user_id))),
+        )
+        .filter(memberships::user_id.eq_any(ids))
+        .filter(memberships::status.eq("active"))
+        .filter(role_assignments::role.eq(Role::Professional.as_str()))
+        .select(memberships::user_id)
+        .load(conn)
+        .await?)
+}

@@ -52,27 +52,83 @@ pub fn easter(year: i32) -> NaiveDate {
 pub fn national(year: i32) -> Vec<Holiday> {
     let day = |m, d| NaiveDate::from_ymd_opt(year, m, d).unwrap_or_default();
     let mut list = vec![
-        Holiday { date: day(1, 1), name: "Confraternização Universal", kind: HolidayKind::Holiday },
-        Holiday { date: day(4, 21), name: "Tiradentes", kind: HolidayKind::Holiday },
-        Holiday { date: day(5, 1), name: "Dia do Trabalho", kind: HolidayKind::Holiday },
-        Holiday { date: day(9, 7), name: "Independência do Brasil", kind: HolidayKind::Holiday },
-        Holiday { date: day(10, 12), name: "Nossa Senhora Aparecida", kind: HolidayKind::Holiday },
-        Holiday { date: day(11, 2), name: "Finados", kind: HolidayKind::Holiday },
-        Holiday { date: day(11, 15), name: "Proclamação da República", kind: HolidayKind::Holiday },
-        Holiday { date: day(12, 25), name: "Natal", kind: HolidayKind::Holiday },
+        Holiday {
+            date: day(1, 1),
+            name: "Confraternização Universal",
+            kind: HolidayKind::Holiday,
+        },
+        Holiday {
+            date: day(4, 21),
+            name: "Tiradentes",
+            kind: HolidayKind::Holiday,
+        },
+        Holiday {
+            date: day(5, 1),
+            name: "Dia do Trabalho",
+            kind: HolidayKind::Holiday,
+        },
+        Holiday {
+            date: day(9, 7),
+            name: "Independência do Brasil",
+            kind: HolidayKind::Holiday,
+        },
+        Holiday {
+            date: day(10, 12),
+            name: "Nossa Senhora Aparecida",
+            kind: HolidayKind::Holiday,
+        },
+        Holiday {
+            date: day(11, 2),
+            name: "Finados",
+            kind: HolidayKind::Holiday,
+        },
+        Holiday {
+            date: day(11, 15),
+            name: "Proclamação da República",
+            kind: HolidayKind::Holiday,
+        },
+        Holiday {
+            date: day(12, 25),
+            name: "Natal",
+            kind: HolidayKind::Holiday,
+        },
     ];
     // Lei 14.759/2023, first observed in 2024.
     if year >= 2024 {
-        list.push(Holiday { date: day(11, 20), name: "Dia Nacional de Zumbi e da Consciência Negra", kind: HolidayKind::Holiday });
+        list.push(Holiday {
+            date: day(11, 20),
+            name: "Dia Nacional de Zumbi e da Consciência Negra",
+            kind: HolidayKind::Holiday,
+        });
     }
     let e = easter(year);
     let from_easter = |days: i64| e + Duration::days(days);
     list.extend([
-        Holiday { date: from_easter(-48), name: "Carnaval (segunda-feira)", kind: HolidayKind::Optional },
-        Holiday { date: from_easter(-47), name: "Carnaval (terça-feira)", kind: HolidayKind::Optional },
-        Holiday { date: from_easter(-46), name: "Quarta-feira de Cinzas", kind: HolidayKind::Optional },
-        Holiday { date: from_easter(-2), name: "Sexta-feira Santa", kind: HolidayKind::Holiday },
-        Holiday { date: from_easter(60), name: "Corpus Christi", kind: HolidayKind::Optional },
+        Holiday {
+            date: from_easter(-48),
+            name: "Carnaval (segunda-feira)",
+            kind: HolidayKind::Optional,
+        },
+        Holiday {
+            date: from_easter(-47),
+            name: "Carnaval (terça-feira)",
+            kind: HolidayKind::Optional,
+        },
+        Holiday {
+            date: from_easter(-46),
+            name: "Quarta-feira de Cinzas",
+            kind: HolidayKind::Optional,
+        },
+        Holiday {
+            date: from_easter(-2),
+            name: "Sexta-feira Santa",
+            kind: HolidayKind::Holiday,
+        },
+        Holiday {
+            date: from_easter(60),
+            name: "Corpus Christi",
+            kind: HolidayKind::Optional,
+        },
     ]);
     list.sort_by_key(|h| h.date);
     list
@@ -108,7 +164,13 @@ mod tests {
     fn black_consciousness_day_is_national_from_2024() {
         assert!(on(d(2023, 11, 20)).is_none());
         assert_eq!(on(d(2024, 11, 20)).unwrap().kind, HolidayKind::Holiday);
-        assert_eq!(national(2026).iter().filter(|h| h.kind == HolidayKind::Holiday).count(), 10);
+        assert_eq!(
+            national(2026)
+                .iter()
+                .filter(|h| h.kind == HolidayKind::Holiday)
+                .count(),
+            10
+        );
         assert!(on(d(2026, 12, 3)).is_none());
     }
 }
