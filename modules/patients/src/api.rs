@@ -484,63 +484,30 @@ async fn search_by_name(
     after: Option<&ListCursor>,
     limit: i64,
 ) -> Result<Vec<PatientRow>, Error> {
-    use diesel::sql_types::{Nullable, Text};
-    let mut words: Vec<&String> = words.iter().collect();
+    let mut words: Vec<&str> = words.iter().map(String::as_str).collect();
     words.sort_by_key(|w| std::cmp::Reverse(w.len()));
-    let desc = sort.starts_with('-');
-    let mut sql = String::from(
-        "SELECT DISTINCT t.sort_key, t.patient_id FROM patient_search_terms t \
-         WHERE t.term >= $1 AND t.term < $2 AND ($3::boolean IS NULL OR t.active = $3)",
-    );
-    let mut next = 4;
-    for _ in &words[1..] {
-        sql.push_str(&format!(
-            " AND EXISTS (SELECT 1 FROM patient_search_terms o WHERE o.patient_id = t.patient_id \
-               AND o.term >= ${} AND o.term < ${})",
-            next,
-            next + 1
-        ));
-        next += 2;
-    }
-    if after.is_some() {
-        let op = if desc { "<" } else { ">" };
-        sql.push_str(&format!(
-            " AND (t.sort_key, t.patient_id) {op} (${}, ${})",
-            next,
-            next + 1
-        ));
-        next += 2;
-    }
-    let direction = if desc { "DESC" } else { "ASC" };
-    sql.push_str(&format!(
-        " ORDER BY t.sort_key {direction}, t.patient_id {direction} LIMIT ${next}"
-    ));
-
     let active = match status {
         "active" => Some(true),
         "archived" => Some(false),
         _ => None,
     };
-    let mut query = diesel::sql_query(sql)
-        .into_boxed()
-        .bind::<Text, _>(words[0].clone())
-        .bind::<Text, _>(prefix_end(words[0]))
-        .bind::<Nullable<Bool>, _>(active);
-    for word in &words[1..] {
-        query = query
-            .bind::<Text, _>((*word).clone())
-            .bind::<Text, _>(prefix_end(word));
+    let search = NameSearch {
+        words: &words,
+        active,
+        desc: sort.starts_with('-'),
+        after,
+    };
+    // A patient appears twice only when two words of their name start with the same
+    // prefix; reading twice the page and dropping repeats avoids sorting every match for
+    // DISTINCT. If repeats ate into the page, ask again with DISTINCT.
+    let cap = 2 * (limit + 1);
+    let mut ids = search.page(conn, false, cap).await?;
+    let fetched = ids.len() as i64;
+    ids.dedup();
+    if fetched == cap && (ids.len() as i64) < limit + 1 {
+        ids = search.page(conn, true, limit + 1).await?;
     }
-    if let Some(cursor) = after {
-        query = query
-            .bind::<Text, _>(cursor.name.clone().unwrap_or_default())
-            .bind::<diesel::sql_types::Uuid, _>(cursor.id);
-    }
-    let hits: Vec<Hit> = query
-        .bind::<diesel::sql_types::BigInt, _>(limit + 1)
-        .load(conn)
-        .await?;
-    let ids: Vec<Uuid> = hits.iter().map(|h| h.patient_id).collect();
+    ids.truncate((limit + 1) as usize);
     let mut rows: Vec<PatientRow> = patients::table
         .filter(patients::id.eq_any(&ids))
         .select(PatientRow::as_select())
@@ -548,6 +515,69 @@ async fn search_by_name(
         .await?;
     rows.sort_by_key(|r| ids.iter().position(|id| *id == r.id));
     Ok(rows)
+}
+
+struct NameSearch<'a> {
+    words: &'a [&'a str],
+    active: Option<bool>,
+    desc: bool,
+    after: Option<&'a ListCursor>,
+}
+
+impl NameSearch<'_> {
+    /// The ids of up to `cap` matches in page order.
+    async fn page(&self, conn: &mut Conn, distinct: bool, cap: i64) -> Result<Vec<Uuid>, Error> {
+        use diesel::sql_types::{Nullable, Text};
+        let mut sql = format!(
+            "SELECT {} t.sort_key, t.patient_id FROM patient_search_terms t \
+             WHERE t.term >= $1 AND t.term < $2 AND ($3::boolean IS NULL OR t.active = $3)",
+            if distinct { "DISTINCT" } else { "" }
+        );
+        let mut next = 4;
+        for _ in &self.words[1..] {
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM patient_search_terms o WHERE o.patient_id = t.patient_id \
+                   AND o.term >= ${} AND o.term < ${})",
+                next,
+                next + 1
+            ));
+            next += 2;
+        }
+        if self.after.is_some() {
+            let op = if self.desc { "<" } else { ">" };
+            sql.push_str(&format!(
+                " AND (t.sort_key, t.patient_id) {op} (${}, ${})",
+                next,
+                next + 1
+            ));
+            next += 2;
+        }
+        let direction = if self.desc { "DESC" } else { "ASC" };
+        sql.push_str(&format!(
+            " ORDER BY t.sort_key {direction}, t.patient_id {direction} LIMIT ${next}"
+        ));
+
+        let mut query = diesel::sql_query(sql)
+            .into_boxed()
+            .bind::<Text, _>(self.words[0].to_owned())
+            .bind::<Text, _>(prefix_end(self.words[0]))
+            .bind::<Nullable<Bool>, _>(self.active);
+        for word in &self.words[1..] {
+            query = query
+                .bind::<Text, _>((*word).to_owned())
+                .bind::<Text, _>(prefix_end(word));
+        }
+        if let Some(cursor) = self.after {
+            query = query
+                .bind::<Text, _>(cursor.name.clone().unwrap_or_default())
+                .bind::<diesel::sql_types::Uuid, _>(cursor.id);
+        }
+        let hits: Vec<Hit> = query
+            .bind::<diesel::sql_types::BigInt, _>(cap)
+            .load(conn)
+            .await?;
+        Ok(hits.into_iter().map(|h| h.patient_id).collect())
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
