@@ -95,8 +95,11 @@ impl Db {
     /// Builds the pool of application-role connections. Connections are made lazily.
     pub fn connect(config: &DatabaseConfig) -> Result<Self, DbError> {
         let url = url_with_password(&config.url, config.password.as_ref());
+        // Connections are not pinged when taken from the pool: the ping would add a round
+        // trip to every request. A connection the server dropped fails its next query,
+        // is marked broken and discarded; that request answers 503 and may be retried.
         let mut manager_config = ManagerConfig::default();
-        manager_config.recycling_method = RecyclingMethod::Verified;
+        manager_config.recycling_method = RecyclingMethod::Fast;
         let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
             url.expose_secret(),
             manager_config,

@@ -68,7 +68,8 @@ CREATE TABLE patient_search_terms (
     sort_key text COLLATE "C" NOT NULL,
     patient_id uuid NOT NULL,
     active boolean NOT NULL,
-    PRIMARY KEY (tenant_id, term, sort_key, patient_id),
+    -- Covering, so that a search page is an index-only scan.
+    PRIMARY KEY (tenant_id, term, sort_key, patient_id) INCLUDE (active),
     FOREIGN KEY (tenant_id, patient_id) REFERENCES patients (tenant_id, id) ON DELETE CASCADE
 );
 CREATE INDEX patient_search_terms_patient_idx ON patient_search_terms (tenant_id, patient_id, term);

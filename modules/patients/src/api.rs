@@ -1227,12 +1227,7 @@ impl PatientsApi {
                         .crypto
                         .subject(conn, actor_ref.tenant_id, id.0)
                         .await?
-                        .ok_or_else(|| {
-                            Error::conflict(
-                                "patient_erased",
-                                "this patient's personal data was erased",
-                            )
-                        })?;
+                        .ok_or_else(records::erased)?;
                     let gid = Uuid::now_v7();
                     let created_at: DateTime<Utc> = diesel::insert_into(guardians::table)
                         .values((

@@ -190,12 +190,7 @@ impl PhotosApi {
                         .crypto
                         .subject(conn, actor_ref.tenant_id, id.0)
                         .await?
-                        .ok_or_else(|| {
-                            Error::conflict(
-                                "patient_erased",
-                                "this patient's personal data was erased",
-                            )
-                        })?;
+                        .ok_or_else(crate::records::erased)?;
                     let photo = Uuid::now_v7();
                     let key = harmony_core::storage::new_key(actor_ref.tenant_id, "patient-photos");
                     kernel_ref.storage.put(&cipher, &key, &clean).await?;

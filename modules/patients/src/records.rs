@@ -255,6 +255,11 @@ impl PatientUpdate {
     }
 }
 
+/// The answer to writing personal data of a patient whose key was destroyed.
+pub fn erased() -> Error {
+    Error::conflict("patient_erased", "this patient's personal data was erased")
+}
+
 /// A patient's row.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = patients)]
@@ -308,9 +313,7 @@ pub async fn write(
                 .crypto
                 .subject(conn, tenant, id)
                 .await?
-                .ok_or_else(|| {
-                    Error::conflict("patient_erased", "this patient's personal data was erased")
-                })?,
+                .ok_or_else(erased)?,
         )
     } else {
         None
