@@ -385,3 +385,137 @@ async fn scheduling_settings_have_defaults_and_bounds() {
         15
     );
 }
+
+/// The next Monday at least a week away, in São Paulo.
+fn a_monday() -> chrono::NaiveDate {
+    use chrono::Datelike;
+    let mut day = chrono::Utc::now()
+        .with_timezone(&chrono_tz::America::Sao_Paulo)
+        .date_naive()
+        + chrono::Duration::days(7);
+    while day.weekday() != chrono::Weekday::Mon || harmony_agenda::holidays::on(day).is_some() {
+        day += chrono::Duration::days(1);
+    }
+    day
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn availability_follows_hours_appointments_time_off_and_rooms() {
+    use diesel_async::SimpleAsyncConnection;
+    let app = TestApp::start().await;
+    let a = app.actors().await;
+    let pro = a.professional.user_id;
+    a.owner
+        .patch(
+            "/api/v1/agenda-settings",
+            json!({"granularity_minutes": 30}),
+        )
+        .await;
+    a.professional
+        .put(
+            &format!("/api/v1/professionals/{pro}/working-hours"),
+            json!({"intervals": [{"weekday": 1, "starts_at": "09:00", "ends_at": "12:00"}]}),
+        )
+        .await;
+    let room = a
+        .owner
+        .post(
+            "/api/v1/resources",
+            json!({"name": "Sala laser", "kind": "room"}),
+        )
+        .await
+        .body["id"]
+        .clone();
+    let service = a
+        .owner
+        .post("/api/v1/services", json!({"name": "Laser", "category": "laser", "duration_minutes": 60,
+                                          "price_cents": 1000, "professional_ids": [pro], "resource_ids": [room]}))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let day = a_monday();
+    let query = format!("/api/v1/availability?service_ids={service}&from={day}&to={day}");
+    let starts = |reply: &crate::support::Reply| -> Vec<String> {
+        reply.body["slots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["start"].as_str().unwrap()[11..16].to_owned())
+            .collect()
+    };
+
+    let free = a.receptionist.get(&query).await;
+    assert_eq!(free.status, StatusCode::OK, "{}", free.body);
+    assert_eq!(free.body["time_zone"], "America/Sao_Paulo");
+    assert_eq!(starts(&free), ["09:00", "09:30", "10:00", "10:30", "11:00"]);
+    assert!(
+        free.body["slots"][0]["start"]
+            .as_str()
+            .unwrap()
+            .ends_with("-03:00")
+    );
+    assert_eq!(free.body["slots"][0]["resource_ids"], json!([room]));
+
+    // An appointment 10:00–11:00 and a time off 09:00–09:30 leave 11:00 only.
+    let patient = a
+        .owner
+        .post("/api/v1/patients", json!({"full_name": "Paciente"}))
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut admin = app.db.admin_connection().await;
+    let (tenant, at) = (a.owner.tenant_id, |h: u32| format!("{day} {h:02}:00:00-03"));
+    admin
+        .batch_execute(&format!(
+            "INSERT INTO appointments (tenant_id, id, visit_id, patient_id, professional_id, service_id, during, blocks, price_cents, currency)
+             VALUES ('{tenant}', gen_random_uuid(), gen_random_uuid(), '{patient}', '{pro}', '{service}',
+                     tstzrange('{a}', '{b}'), tstzrange('{a}', '{b}'), 1000, 'BRL')",
+            a = at(10),
+            b = at(11)
+        ))
+        .await
+        .unwrap();
+    a.owner
+        .post("/api/v1/time-off", json!({"professional_id": pro, "starts_at": format!("{day}T09:00:00-03:00"), "ends_at": format!("{day}T09:30:00-03:00")}))
+        .await;
+    assert_eq!(starts(&a.owner.get(&query).await), ["11:00"]);
+    // The room being away takes the last one.
+    a.owner
+        .post("/api/v1/time-off", json!({"resource_id": room, "starts_at": format!("{day}T11:30:00-03:00"), "ends_at": format!("{day}T12:00:00-03:00")}))
+        .await;
+    assert!(starts(&a.owner.get(&query).await).is_empty());
+
+    // Closing the clinic that day empties it too, and bad input names its field.
+    let bad = a
+        .owner
+        .get(&format!(
+            "/api/v1/availability?service_ids={service}&from={day}&to={}",
+            day - chrono::Duration::days(1)
+        ))
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad.body["errors"][0]["field"], "to");
+    let long = a
+        .owner
+        .get(&format!(
+            "/api/v1/availability?service_ids={service}&from={day}&to={}",
+            day + chrono::Duration::days(70)
+        ))
+        .await;
+    assert_eq!(long.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let garbage = a
+        .owner
+        .get(&format!(
+            "/api/v1/availability?service_ids=nope&from={day}&to={day}"
+        ))
+        .await;
+    assert_eq!(garbage.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // Another clinic cannot ask about this clinic's services.
+    let foreign = a.other_owner.get(&query).await;
+    assert_eq!(foreign.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(foreign.body["errors"][0]["field"], "service_ids");
+}

@@ -1,10 +1,12 @@
 //! The agenda module: the services catalog, rooms and equipment, working hours, time off
 //! and the clinic's calendar of holidays.
 //!
-//! FIXME: availability, appointments (the no-double-booking constraint is already in the
-//! schema), recurring series, the waitlist and the calendar feed are the next steps of
-//! issue 4 and are not built yet.
+//! FIXME: booking and the appointment life cycle (the no-double-booking constraints are
+//! already in the schema, and availability already counts appointments), recurring
+//! series, the waitlist, events, the calendar feed and the service API are the next steps
+//! of issue 4 and are not built yet.
 
+mod availability;
 mod catalog;
 pub mod holidays;
 mod hours;
@@ -56,6 +58,7 @@ pub mod perm {
     pub const CALENDAR_MANAGE: Permission = p("clinic_calendar", "manage", MANAGERS);
     pub const SETTINGS_READ: Permission = p("agenda_settings", "read", STAFF);
     pub const SETTINGS_MANAGE: Permission = p("agenda_settings", "manage", MANAGERS);
+    pub const AVAILABILITY_READ: Permission = p("availability", "read", EVERYONE);
 
     pub const ALL: &[Permission] = &[
         SERVICES_READ,
@@ -70,6 +73,7 @@ pub mod perm {
         CALENDAR_MANAGE,
         SETTINGS_READ,
         SETTINGS_MANAGE,
+        AVAILABILITY_READ,
     ];
 }
 
@@ -107,9 +111,17 @@ impl Module for AgendaModule {
 }
 
 impl ModuleApi for AgendaModule {
-    type Api = (catalog::CatalogApi, hours::HoursApi);
+    type Api = (
+        catalog::CatalogApi,
+        hours::HoursApi,
+        availability::AvailabilityApi,
+    );
 
     fn api(&self) -> Self::Api {
-        (catalog::CatalogApi, hours::HoursApi)
+        (
+            catalog::CatalogApi,
+            hours::HoursApi,
+            availability::AvailabilityApi,
+        )
     }
 }

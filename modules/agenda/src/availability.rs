@@ -1,0 +1,598 @@
+//! Availability: the free start times of a visit (one or more services back to back) over
+//! a range of days, computed from working hours in the clinic's time zone, the clinic's
+//! calendar, time off, existing appointments with their cleanup buffers, the rooms and
+//! equipment the services need, minimum notice and maximum advance.
+
+use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use diesel::prelude::*;
+use diesel::sql_types::{Nullable, Timestamptz, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
+use harmony_core::Kernel;
+use harmony_core::auth::BearerAuth;
+use harmony_core::db::Conn;
+use harmony_core::error::Error;
+use harmony_core::http::ApiResult;
+use poem::web::Data;
+use poem_openapi::param::Query;
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use scoped_futures::ScopedFutureExt;
+use uuid::Uuid;
+
+use crate::catalog::AgendaSettings;
+use crate::holidays::{self, HolidayKind};
+use crate::schema::{
+    calendar_days, service_professionals, service_resources, services, working_hours,
+};
+use crate::{AgendaTags, perm};
+
+/// The longest range one availability request may cover.
+pub const MAX_RANGE_DAYS: i64 = 62;
+
+/// One service of a visit, as availability needs it.
+#[derive(Debug, Clone)]
+pub struct VisitPart {
+    pub service_id: Uuid,
+    pub duration: Duration,
+    pub buffer_after: Duration,
+    /// Any one of these must be free; empty when the service needs none.
+    pub resources: Vec<Uuid>,
+}
+
+/// A busy period.
+#[derive(Debug, Clone, Copy)]
+pub struct Busy {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+fn overlaps(busy: &[Busy], from: DateTime<Utc>, to: DateTime<Utc>) -> bool {
+    busy.iter().any(|b| b.from < to && from < b.to)
+}
+
+/// What the computation needs to know about the clinic and one professional.
+#[derive(Debug)]
+pub struct Calendar {
+    pub zone: Tz,
+    pub granularity: Duration,
+    pub earliest: DateTime<Utc>,
+    pub latest: DateTime<Utc>,
+    /// Local days the clinic is closed.
+    pub closed: Vec<NaiveDate>,
+    /// (weekday 1–7, start, end) in local time.
+    pub week: Vec<(u32, NaiveTime, NaiveTime)>,
+    /// The professional's busy periods (appointments with buffers, time off).
+    pub busy: Vec<Busy>,
+    /// Busy periods per resource.
+    pub resource_busy: Vec<(Uuid, Vec<Busy>)>,
+}
+
+/// A free start: when the visit starts and ends, and the resources it would use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slot {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub resources: Vec<Uuid>,
+}
+
+/// The free starts of `visit` on the local days `from..=to`.
+pub fn free_slots(
+    cal: &Calendar,
+    visit: &[VisitPart],
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Vec<Slot> {
+    let total: Duration = visit.iter().map(|p| p.duration).sum();
+    let step = cal.granularity.num_minutes().max(1);
+    let mut slots = Vec::new();
+    let mut day = from;
+    while day <= to {
+        if !cal.closed.contains(&day) {
+            let weekday = day.weekday().number_from_monday();
+            for (_, start, end) in cal.week.iter().filter(|(w, _, _)| *w == weekday) {
+                // Candidate starts are aligned to the granularity from local midnight.
+                let first = {
+                    let minutes = i64::from(start.num_seconds_from_midnight_compat() / 60);
+                    (minutes + step - 1) / step * step
+                };
+                let last = i64::from(end.num_seconds_from_midnight_compat() / 60);
+                let mut minute = first;
+                while minute + total.num_minutes() <= last {
+                    if let Some(slot) = try_start(cal, visit, day, minute) {
+                        slots.push(slot);
+                    }
+                    minute += step;
+                }
+            }
+        }
+        day += Duration::days(1);
+    }
+    slots.sort_by_key(|s| s.start);
+    slots.dedup_by_key(|s| s.start);
+    slots
+}
+
+trait SecondsFromMidnight {
+    fn num_seconds_from_midnight_compat(&self) -> u32;
+}
+
+impl SecondsFromMidnight for NaiveTime {
+    fn num_seconds_from_midnight_compat(&self) -> u32 {
+        chrono::Timelike::num_seconds_from_midnight(self)
+    }
+}
+
+fn try_start(cal: &Calendar, visit: &[VisitPart], day: NaiveDate, minute: i64) -> Option<Slot> {
+    let local = day.and_hms_opt(0, 0, 0)? + Duration::minutes(minute);
+    // A local time skipped by a daylight-saving change does not exist; an ambiguous one
+    // (the hour repeated when clocks go back) is taken at its first occurrence.
+    let start = cal
+        .zone
+        .from_local_datetime(&local)
+        .earliest()?
+        .with_timezone(&Utc);
+    if start < cal.earliest || start > cal.latest {
+        return None;
+    }
+    let mut at = start;
+    let mut resources = Vec::new();
+    for (i, part) in visit.iter().enumerate() {
+        let end = at + part.duration;
+        let blocked_until = if i + 1 == visit.len() {
+            end + part.buffer_after
+        } else {
+            end
+        };
+        if overlaps(&cal.busy, at, blocked_until) {
+            return None;
+        }
+        if !part.resources.is_empty() {
+            let free = part.resources.iter().find(|r| {
+                cal.resource_busy
+                    .iter()
+                    .find(|(id, _)| id == *r)
+                    .is_none_or(|(_, busy)| !overlaps(busy, at, blocked_until))
+            })?;
+            resources.push(*free);
+        }
+        at = end;
+    }
+    Some(Slot {
+        start,
+        end: at,
+        resources,
+    })
+}
+
+#[derive(diesel::QueryableByName)]
+struct Range {
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    owner: Option<Uuid>,
+    #[diesel(sql_type = Timestamptz)]
+    starts: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    ends: DateTime<Utc>,
+}
+
+/// Loads the services of a visit, in order; 422 when one does not exist or is inactive.
+pub async fn visit_parts(conn: &mut Conn, ids: &[Uuid]) -> Result<Vec<VisitPart>, Error> {
+    let mut parts = Vec::new();
+    for id in ids {
+        let row: Option<(i32, i32)> = services::table
+            .filter(services::id.eq(id))
+            .filter(services::active.eq(true))
+            .select((services::duration_minutes, services::buffer_after_minutes))
+            .first(conn)
+            .await
+            .optional()?;
+        let Some((duration, buffer)) = row else {
+            return Err(Error::invalid(
+                "service_ids",
+                format!("{id} is not an active service of this clinic"),
+            ));
+        };
+        let resources = service_resources::table
+            .filter(service_resources::service_id.eq(id))
+            .select(service_resources::resource_id)
+            .load(conn)
+            .await?;
+        parts.push(VisitPart {
+            service_id: *id,
+            duration: Duration::minutes(i64::from(duration)),
+            buffer_after: Duration::minutes(i64::from(buffer)),
+            resources,
+        });
+    }
+    Ok(parts)
+}
+
+/// The professionals who perform every service of the visit.
+pub async fn performers(conn: &mut Conn, visit: &[VisitPart]) -> Result<Vec<Uuid>, Error> {
+    let ids: Vec<Uuid> = visit.iter().map(|p| p.service_id).collect();
+    let links: Vec<(Uuid, Uuid)> = service_professionals::table
+        .filter(service_professionals::service_id.eq_any(&ids))
+        .select((
+            service_professionals::professional_id,
+            service_professionals::service_id,
+        ))
+        .load(conn)
+        .await?;
+    let mut people: Vec<Uuid> = links.iter().map(|(p, _)| *p).collect();
+    people.sort();
+    people.dedup();
+    people.retain(|p| ids.iter().all(|s| links.contains(&(*p, *s))));
+    Ok(people)
+}
+
+/// Builds the calendar of `professional` for the UTC window `[from, to)`.
+pub async fn load_calendar(
+    conn: &mut Conn,
+    zone: Tz,
+    settings: &AgendaSettings,
+    professional: Uuid,
+    visit: &[VisitPart],
+    days: (NaiveDate, NaiveDate),
+) -> Result<Calendar, Error> {
+    let now = Utc::now();
+    let window_from = zone
+        .from_local_datetime(&days.0.and_hms_opt(0, 0, 0).unwrap_or_default())
+        .earliest()
+        .map_or(now, |t| t.with_timezone(&Utc));
+    let window_to = window_from + Duration::days((days.1 - days.0).num_days() + 2);
+
+    let week: Vec<(i16, NaiveTime, NaiveTime)> = working_hours::table
+        .filter(working_hours::professional_id.eq(professional))
+        .select((
+            working_hours::weekday,
+            working_hours::starts_at,
+            working_hours::ends_at,
+        ))
+        .load(conn)
+        .await?;
+    let overrides: Vec<(NaiveDate, bool)> = calendar_days::table
+        .filter(calendar_days::day.between(days.0, days.1))
+        .select((calendar_days::day, calendar_days::open))
+        .load(conn)
+        .await?;
+    let mut closed = Vec::new();
+    let mut day = days.0;
+    while day <= days.1 {
+        let national = holidays::on(day).is_some_and(|h| h.kind == HolidayKind::Holiday);
+        let open = overrides
+            .iter()
+            .find(|(d, _)| *d == day)
+            .map_or(!national, |(_, open)| *open);
+        if !open {
+            closed.push(day);
+        }
+        day += Duration::days(1);
+    }
+
+    let busy: Vec<Range> = diesel::sql_query(
+        "SELECT professional_id AS owner, lower(blocks) AS starts, upper(blocks) AS ends FROM appointments \
+           WHERE professional_id = $1 AND status <> 'cancelled' AND blocks && tstzrange($2, $3) \
+         UNION ALL \
+         SELECT professional_id, lower(during), upper(during) FROM time_off \
+           WHERE (professional_id = $1 OR (professional_id IS NULL AND resource_id IS NULL)) \
+             AND during && tstzrange($2, $3)",
+    )
+    .bind::<SqlUuid, _>(professional)
+    .bind::<Timestamptz, _>(window_from)
+    .bind::<Timestamptz, _>(window_to)
+    .load(conn)
+    .await?;
+
+    let mut needed: Vec<Uuid> = visit.iter().flat_map(|p| p.resources.clone()).collect();
+    needed.sort();
+    needed.dedup();
+    let resource_rows: Vec<Range> = if needed.is_empty() {
+        Vec::new()
+    } else {
+        diesel::sql_query(
+            "SELECT resource_id AS owner, lower(blocks) AS starts, upper(blocks) AS ends FROM appointments \
+               WHERE resource_id = ANY($1) AND status <> 'cancelled' AND blocks && tstzrange($2, $3) \
+             UNION ALL \
+             SELECT resource_id, lower(during), upper(during) FROM time_off \
+               WHERE resource_id = ANY($1) AND during && tstzrange($2, $3)",
+        )
+        .bind::<diesel::sql_types::Array<SqlUuid>, _>(&needed)
+        .bind::<Timestamptz, _>(window_from)
+        .bind::<Timestamptz, _>(window_to)
+        .load(conn)
+        .await?
+    };
+    let clinic_wide: Vec<Busy> = busy
+        .iter()
+        .filter(|r| r.owner.is_none())
+        .map(|r| Busy {
+            from: r.starts,
+            to: r.ends,
+        })
+        .collect();
+    let resource_busy = needed
+        .iter()
+        .map(|id| {
+            let mut list: Vec<Busy> = resource_rows
+                .iter()
+                .filter(|r| r.owner == Some(*id))
+                .map(|r| Busy {
+                    from: r.starts,
+                    to: r.ends,
+                })
+                .collect();
+            list.extend(clinic_wide.iter().copied());
+            (*id, list)
+        })
+        .collect();
+
+    Ok(Calendar {
+        zone,
+        granularity: Duration::minutes(i64::from(settings.granularity_minutes)),
+        earliest: now + Duration::minutes(i64::from(settings.min_notice_minutes)),
+        latest: now + Duration::days(i64::from(settings.max_advance_days)),
+        closed,
+        week: week.into_iter().map(|(w, s, e)| (w as u32, s, e)).collect(),
+        busy: busy
+            .into_iter()
+            .map(|r| Busy {
+                from: r.starts,
+                to: r.ends,
+            })
+            .collect(),
+        resource_busy,
+    })
+}
+
+/// A free start time.
+#[derive(Debug, Object)]
+pub struct AvailableSlot {
+    /// In the clinic's time zone, with its offset.
+    pub start: DateTime<FixedOffset>,
+    pub end: DateTime<FixedOffset>,
+    pub professional_id: Uuid,
+    /// The rooms or equipment the visit would use, one per service that needs one.
+    pub resource_ids: Vec<Uuid>,
+}
+
+#[derive(Debug, Object)]
+pub struct Availability {
+    /// The clinic's IANA time zone.
+    pub time_zone: String,
+    pub slots: Vec<AvailableSlot>,
+}
+
+fn parse_ids(text: &str) -> Result<Vec<Uuid>, Error> {
+    let ids: Result<Vec<Uuid>, _> = text.split(',').map(|s| s.trim().parse::<Uuid>()).collect();
+    match ids {
+        Ok(ids) if !ids.is_empty() && ids.len() <= 5 => Ok(ids),
+        _ => Err(Error::invalid(
+            "service_ids",
+            "1 to 5 service ids, separated by commas, in visit order",
+        )),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct AvailabilityApi;
+
+#[OpenApi(prefix_path = "/api/v1", tag = "AgendaTags::Agenda")]
+impl AvailabilityApi {
+    /// Free start times
+    ///
+    /// For a visit of one or more services (back to back, in the order given), optionally
+    /// with one professional, over the local days `from` to `to` (at most 62 days).
+    #[oai(
+        path = "/availability",
+        method = "get",
+        operation_id = "get_availability"
+    )]
+    async fn get_availability(
+        &self,
+        kernel: Data<&Kernel>,
+        auth: BearerAuth,
+        #[oai(validator(max_length = 200))] service_ids: Query<String>,
+        from: Query<NaiveDate>,
+        to: Query<NaiveDate>,
+        professional_id: Query<Option<Uuid>>,
+    ) -> ApiResult<Json<Availability>> {
+        let actor = kernel.authorize(&auth, &perm::AVAILABILITY_READ).await?;
+        let ids = parse_ids(&service_ids.0)?;
+        if to.0 < from.0 {
+            return Err(Error::invalid("to", "a date on or after `from`").into());
+        }
+        if (to.0 - from.0).num_days() >= MAX_RANGE_DAYS {
+            return Err(Error::invalid("to", "at most 62 days after `from`").into());
+        }
+        let kernel_ref: &Kernel = &kernel;
+        let tenant = actor.tenant_id;
+        let (zone, slots) = kernel
+            .db
+            .tenant(actor.scope(), |conn| {
+                async move {
+                    let zone = kernel_ref.zones.zone(conn, tenant).await?;
+                    let settings = crate::catalog::settings(conn, tenant).await?;
+                    let visit = visit_parts(conn, &ids).await?;
+                    let mut people = performers(conn, &visit).await?;
+                    if let Some(wanted) = professional_id.0 {
+                        if !people.contains(&wanted) {
+                            return Err(Error::invalid(
+                                "professional_id",
+                                "a professional who performs every service of the visit",
+                            ));
+                        }
+                        people = vec![wanted];
+                    }
+                    let mut slots = Vec::new();
+                    for person in people {
+                        let cal =
+                            load_calendar(conn, zone, &settings, person, &visit, (from.0, to.0))
+                                .await?;
+                        slots.extend(
+                            free_slots(&cal, &visit, from.0, to.0)
+                                .into_iter()
+                                .map(|s| (person, s)),
+                        );
+                    }
+                    slots.sort_by_key(|(p, s)| (s.start, *p));
+                    Ok::<_, Error>((zone, slots))
+                }
+                .scope_boxed()
+            })
+            .await?;
+        let local = |t: DateTime<Utc>| t.with_timezone(&zone).fixed_offset();
+        Ok(Json(Availability {
+            time_zone: zone.name().to_owned(),
+            slots: slots
+                .into_iter()
+                .map(|(person, s)| AvailableSlot {
+                    start: local(s.start),
+                    end: local(s.end),
+                    professional_id: person,
+                    resource_ids: s.resources,
+                })
+                .collect(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(h: u32, m: u32) -> NaiveTime {
+        NaiveTime::from_hms_opt(h, m, 0).unwrap()
+    }
+
+    fn calendar(zone: Tz, week: Vec<(u32, NaiveTime, NaiveTime)>) -> Calendar {
+        Calendar {
+            zone,
+            granularity: Duration::minutes(30),
+            earliest: DateTime::<Utc>::MIN_UTC,
+            latest: DateTime::<Utc>::MAX_UTC,
+            closed: Vec::new(),
+            week,
+            busy: Vec::new(),
+            resource_busy: Vec::new(),
+        }
+    }
+
+    fn part(minutes: i64, buffer: i64) -> VisitPart {
+        VisitPart {
+            service_id: Uuid::nil(),
+            duration: Duration::minutes(minutes),
+            buffer_after: Duration::minutes(buffer),
+            resources: Vec::new(),
+        }
+    }
+
+    fn local(slots: &[Slot], zone: Tz) -> Vec<String> {
+        slots
+            .iter()
+            .map(|s| s.start.with_timezone(&zone).format("%H:%M").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn breaks_and_buffers_shape_the_day() {
+        let zone = chrono_tz::America::Sao_Paulo;
+        let mut cal = calendar(zone, vec![(4, t(9, 0), t(11, 0)), (4, t(13, 0), t(14, 0))]);
+        let day = NaiveDate::from_ymd_opt(2026, 12, 3).unwrap();
+        assert_eq!(
+            local(&free_slots(&cal, &[part(60, 0)], day, day), zone),
+            ["09:00", "09:30", "10:00", "13:00"]
+        );
+        // An appointment 10:00–10:30 with a 15-minute buffer blocks until 10:45.
+        let at = |h, m| {
+            zone.with_ymd_and_hms(2026, 12, 3, h, m, 0)
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        cal.busy.push(Busy {
+            from: at(10, 0),
+            to: at(10, 45),
+        });
+        assert_eq!(
+            local(&free_slots(&cal, &[part(30, 0)], day, day), zone),
+            ["09:00", "09:30", "13:00", "13:30"]
+        );
+        // A service's own buffer must not run into the next appointment either.
+        assert_eq!(
+            local(&free_slots(&cal, &[part(30, 30)], day, day), zone),
+            ["09:00", "13:00", "13:30"]
+        );
+        cal.closed.push(day);
+        assert!(free_slots(&cal, &[part(30, 0)], day, day).is_empty());
+    }
+
+    #[test]
+    fn a_day_without_midnight_in_sao_paulo_2018() {
+        // On 2018-11-04 clocks in São Paulo went from 00:00 to 01:00.
+        let zone = chrono_tz::America::Sao_Paulo;
+        let cal = calendar(zone, vec![(7, t(0, 0), t(2, 0))]);
+        let day = NaiveDate::from_ymd_opt(2018, 11, 4).unwrap();
+        let slots = free_slots(&cal, &[part(30, 0)], day, day);
+        assert_eq!(
+            local(&slots, zone),
+            ["01:00", "01:30"],
+            "00:00 and 00:30 did not exist"
+        );
+        assert_eq!(slots[0].start.to_rfc3339(), "2018-11-04T03:00:00+00:00");
+    }
+
+    #[test]
+    fn new_york_springs_forward_and_falls_back() {
+        let zone = chrono_tz::America::New_York;
+        let cal = calendar(zone, vec![(7, t(1, 0), t(4, 0))]);
+        let spring = NaiveDate::from_ymd_opt(2026, 3, 8).unwrap();
+        assert_eq!(
+            local(&free_slots(&cal, &[part(30, 0)], spring, spring), zone),
+            ["01:00", "01:30", "03:00", "03:30"]
+        );
+        let fall = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        let slots = free_slots(&cal, &[part(60, 0)], fall, fall);
+        // 01:00 happens twice; the first one is offered, and offsets are right after it.
+        assert_eq!(slots[0].start.to_rfc3339(), "2026-11-01T05:00:00+00:00");
+        assert_eq!(
+            slots.last().unwrap().start.to_rfc3339(),
+            "2026-11-01T08:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn a_needed_room_must_be_free_too() {
+        let zone = chrono_tz::America::Sao_Paulo;
+        let room = Uuid::now_v7();
+        let mut cal = calendar(zone, vec![(4, t(9, 0), t(11, 0))]);
+        let at = |h, m| {
+            zone.with_ymd_and_hms(2026, 12, 3, h, m, 0)
+                .unwrap()
+                .with_timezone(&Utc)
+        };
+        cal.resource_busy.push((
+            room,
+            vec![Busy {
+                from: at(9, 0),
+                to: at(10, 0),
+            }],
+        ));
+        let laser = VisitPart {
+            resources: vec![room],
+            ..part(60, 0)
+        };
+        let day = NaiveDate::from_ymd_opt(2026, 12, 3).unwrap();
+        let slots = free_slots(&cal, &[laser], day, day);
+        assert_eq!(local(&slots, zone), ["10:00"]);
+        assert_eq!(slots[0].resources, [room]);
+    }
+
+    #[test]
+    fn a_visit_of_several_services_needs_their_total_time() {
+        let zone = chrono_tz::America::Sao_Paulo;
+        let cal = calendar(zone, vec![(4, t(9, 0), t(11, 0))]);
+        let day = NaiveDate::from_ymd_opt(2026, 12, 3).unwrap();
+        let slots = free_slots(&cal, &[part(60, 15), part(30, 15)], day, day);
+        assert_eq!(local(&slots, zone), ["09:00", "09:30"]);
+        assert_eq!(slots[1].end - slots[1].start, Duration::minutes(90));
+    }
+}
