@@ -120,6 +120,37 @@ pub fn name(input: &str) -> Result<String, &'static str> {
     Ok(trimmed.to_owned())
 }
 
+/// Free text: trimmed, at most `max` characters, and no control characters (NUL
+/// included, which PostgreSQL cannot store); `multiline` text may hold line breaks and
+/// tabs.
+pub fn text(input: &str, max: usize, multiline: bool) -> Result<String, &'static str> {
+    let trimmed = input.trim();
+    if trimmed.chars().count() > max {
+        return Err(match max {
+            20 => "too long: at most 20 characters",
+            40 => "too long: at most 40 characters",
+            64 => "too long: at most 64 characters",
+            80 => "too long: at most 80 characters",
+            120 => "too long: at most 120 characters",
+            200 => "too long: at most 200 characters",
+            500 => "too long: at most 500 characters",
+            2000 => "too long: at most 2,000 characters",
+            4000 => "too long: at most 4,000 characters",
+            10_000 => "too long: at most 10,000 characters",
+            _ => "too long for this field",
+        });
+    }
+    let allowed = |c: char| multiline && (c == '\n' || c == '\t');
+    if trimmed.chars().any(|c| c.is_control() && !allowed(c)) {
+        return Err(if multiline {
+            "no control characters (line breaks and tabs are fine)"
+        } else {
+            "no control characters or line breaks"
+        });
+    }
+    Ok(trimmed.to_owned())
+}
+
 /// Collects field errors and turns them into one 422.
 #[derive(Debug, Default)]
 pub struct Fields(Vec<FieldError>);

@@ -707,7 +707,7 @@ fn validate_profile(update: ProfileUpdate) -> Result<ProfileChanges, Error> {
     let mut text = |field: &str, value: MaybeUndefined<String>, max: usize| match value {
         MaybeUndefined::Undefined => None,
         MaybeUndefined::Null => Some(None),
-        MaybeUndefined::Value(v) => fields.check(field, bounded(&v, max)).map(Some),
+        MaybeUndefined::Value(v) => fields.check(field, validate::text(&v, max, true)).map(Some),
     };
     let phone = text("phone", update.phone, 20);
     let photo_ref = text("photo_ref", update.photo_ref, 500);
@@ -717,7 +717,7 @@ fn validate_profile(update: ProfileUpdate) -> Result<ProfileChanges, Error> {
         let ok = list.len() <= 20
             && list
                 .iter()
-                .all(|s| bounded(s, 80).is_ok() && !s.trim().is_empty());
+                .all(|s| validate::text(s, 80, true).is_ok() && !s.trim().is_empty());
         fields
             .check(
                 "specialties",
@@ -736,14 +736,4 @@ fn validate_profile(update: ProfileUpdate) -> Result<ProfileChanges, Error> {
         professional_registry,
         updated_at: Utc::now(),
     })
-}
-
-fn bounded(value: &str, max: usize) -> Result<String, &'static str> {
-    if value.chars().count() > max {
-        Err("too long")
-    } else if value.chars().any(|c| c.is_control() && c != '\n') {
-        Err("no control characters other than line breaks")
-    } else {
-        Ok(value.trim().to_owned())
-    }
 }

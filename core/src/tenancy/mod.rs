@@ -147,15 +147,6 @@ fn phone(input: &str) -> Result<String, &'static str> {
     }
 }
 
-fn optional_text(input: &str, max: usize) -> Result<String, &'static str> {
-    let trimmed = input.trim();
-    if trimmed.chars().count() > max || trimmed.chars().any(char::is_control) {
-        Err("at most 200 characters, no control characters")
-    } else {
-        Ok(trimmed.to_owned())
-    }
-}
-
 impl NewClinic {
     pub fn validate(self, fields: &mut Fields, prefix: &str) -> Option<ValidClinic> {
         let f = |name: &str| format!("{prefix}.{name}");
@@ -163,7 +154,7 @@ impl NewClinic {
         let legal_name = self
             .legal_name
             .as_deref()
-            .map(|v| fields.check(&f("legal_name"), optional_text(v, 200)));
+            .map(|v| fields.check(&f("legal_name"), validate::text(v, 200, false)));
         let cnpj = self
             .cnpj
             .as_deref()
@@ -268,7 +259,7 @@ impl ClinicUpdate {
             .name
             .and_then(|v| fields.check("name", validate::name(&v)));
         let legal_name = patch(&mut fields, "legal_name", self.legal_name, |v| {
-            optional_text(v, 200)
+            validate::text(v, 200, false)
         });
         let cnpj = patch(&mut fields, "cnpj", self.cnpj, |v| {
             Cnpj::parse(v).map(|c| c.as_str().to_owned())

@@ -167,16 +167,12 @@ struct SettingsChanges {
     updated_at: DateTime<Utc>,
 }
 
+/// Required free text: what `validate::text` accepts, not empty; any failure answers `hint`.
 fn text(value: &str, max: usize, hint: &'static str) -> Result<String, &'static str> {
-    let trimmed = value.trim();
-    if trimmed.is_empty()
-        || trimmed.chars().count() > max
-        || trimmed.chars().any(|c| c.is_control() && c != '\n')
-    {
-        Err(hint)
-    } else {
-        Ok(trimmed.to_owned())
-    }
+    harmony_core::validate::text(value, max, true)
+        .ok()
+        .filter(|t| !t.is_empty())
+        .ok_or(hint)
 }
 
 fn color(value: &str) -> Result<String, &'static str> {

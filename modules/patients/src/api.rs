@@ -1194,7 +1194,7 @@ impl PatientsApi {
         let mut f = Fields::default();
         let name = f.check(
             "name",
-            domain::text(&name, 200).and_then(|n| {
+            harmony_core::validate::text(&name, 200, true).and_then(|n| {
                 if n.is_empty() {
                     Err("the guardian's name")
                 } else {
@@ -1380,7 +1380,7 @@ impl PatientsApi {
         );
         f.check(
             "policy_version",
-            domain::text(&input.policy_version, 40).and_then(|v| {
+            harmony_core::validate::text(&input.policy_version, 40, true).and_then(|v| {
                 if v.is_empty() {
                     Err("the policy version shown, e.g. 2026-12")
                 } else {
@@ -1498,7 +1498,7 @@ impl PatientsApi {
         body: Json<NewReferralOrigin>,
     ) -> ApiResult<OriginCreated> {
         let actor = kernel.authorize(&auth, &perm::ORIGINS_MANAGE).await?;
-        let label = domain::text(&body.0.label, 80)
+        let label = harmony_core::validate::text(&body.0.label, 80, true)
             .and_then(|l| {
                 if l.is_empty() {
                     Err("1 to 80 characters")
@@ -1570,7 +1570,7 @@ impl PatientsApi {
             .0
             .label
             .map(|l| {
-                domain::text(&l, 80)
+                harmony_core::validate::text(&l, 80, true)
                     .and_then(|l| {
                         if l.is_empty() {
                             Err("1 to 80 characters")

@@ -197,27 +197,6 @@ pub fn age_on(birth: NaiveDate, today: NaiveDate) -> i32 {
     age
 }
 
-/// Free text: trimmed, at most `max` characters, no control characters but line breaks
-/// (and no NUL, which PostgreSQL cannot store).
-pub fn text(input: &str, max: usize) -> Result<String, &'static str> {
-    let trimmed = input.trim();
-    if trimmed.chars().count() > max {
-        return Err(match max {
-            0..=80 => "too long: at most 80 characters",
-            81..=200 => "too long: at most 200 characters",
-            201..=500 => "too long: at most 500 characters",
-            _ => "too long: at most 10,000 characters",
-        });
-    }
-    if trimmed
-        .chars()
-        .any(|c| c.is_control() && c != '\n' && c != '\t')
-    {
-        return Err("no control characters (line breaks and tabs are fine)");
-    }
-    Ok(trimmed.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

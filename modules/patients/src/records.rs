@@ -130,7 +130,8 @@ fn tags(list: Vec<String>) -> Result<Vec<String>, &'static str> {
     }
     let mut out: Vec<String> = Vec::new();
     for tag in list {
-        let tag = domain::text(&tag, 40).map_err(|_| "at most 30 tags of 1 to 40 characters")?;
+        let tag = harmony_core::validate::text(&tag, 40, true)
+            .map_err(|_| "at most 30 tags of 1 to 40 characters")?;
         if tag.is_empty() {
             return Err("at most 30 tags of 1 to 40 characters");
         }
@@ -143,8 +144,13 @@ fn tags(list: Vec<String>) -> Result<Vec<String>, &'static str> {
 
 fn address(fields: &mut Fields, a: Address) -> Option<Address> {
     let text = |fields: &mut Fields, name: &str, v: Option<String>, max| {
-        v.and_then(|v| fields.check(&format!("address.{name}"), domain::text(&v, max)))
-            .filter(|v| !v.is_empty())
+        v.and_then(|v| {
+            fields.check(
+                &format!("address.{name}"),
+                harmony_core::validate::text(&v, max, true),
+            )
+        })
+        .filter(|v| !v.is_empty())
     };
     Some(Address {
         cep: a
@@ -162,7 +168,7 @@ fn address(fields: &mut Fields, a: Address) -> Option<Address> {
 }
 
 fn name(v: &str) -> Result<String, &'static str> {
-    let name = domain::text(v, 200)?;
+    let name = harmony_core::validate::text(v, 200, true)?;
     if name.is_empty() {
         Err("the patient's name, 1 to 200 characters")
     } else {
@@ -178,7 +184,7 @@ impl NewPatient {
     pub fn validate(self) -> Result<Changes, Error> {
         let mut f = Fields::default();
         let text = |f: &mut Fields, n: &str, v: Option<String>, max| {
-            v.and_then(|v| f.check(n, domain::text(&v, max)))
+            v.and_then(|v| f.check(n, harmony_core::validate::text(&v, max, true)))
         };
         let changes = Changes {
             full_name: f.check("full_name", name(&self.full_name)),
@@ -218,7 +224,7 @@ impl NewPatient {
 impl PatientUpdate {
     pub fn validate(self) -> Result<Changes, Error> {
         let mut f = Fields::default();
-        let t = |max| move |v: &str| domain::text(v, max);
+        let t = |max| move |v: &str| harmony_core::validate::text(v, max, true);
         let changes = Changes {
             full_name: self.full_name.and_then(|v| f.check("full_name", name(&v))),
             nickname: optional(&mut f, "nickname", self.nickname, t(80)),
