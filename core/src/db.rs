@@ -2,9 +2,10 @@
 //! reaches data — a transaction scoped to one tenant, or an explicit, audited system path.
 //!
 //! Tenant isolation does not rest on `WHERE tenant_id = ...` alone: every tenant-owned table
-//! has forced row-level security keyed on `app.tenant_id`, which [`Db::tenant`] sets with
-//! `set_config(..., true)` so it dies with the transaction and never leaks to the next user
-//! of a pooled connection.
+//! has forced row-level security keyed on `app.tenant_id`. [`Db::tenant`] sets it with
+//! `set_config(..., true)` so it dies with the transaction; [`Db::tenant_read`] sets it for
+//! the session, and every entry point sets (or clears) it before its first statement, so a
+//! pooled connection never lends one user's tenant to the next.
 
 use std::time::Duration;
 
@@ -23,6 +24,11 @@ use uuid::Uuid;
 use crate::config::DatabaseConfig;
 
 pub use diesel_async::AsyncPgConnection as Conn;
+
+diesel::define_sql_function! {
+    /// PostgreSQL's `set_config(name, value, is_local)`.
+    fn set_config(name: diesel::sql_types::Text, value: diesel::sql_types::Text, is_local: diesel::sql_types::Bool) -> diesel::sql_types::Text;
+}
 
 /// The role request code runs as inside [`Db::system`]: it bypasses row-level security, so
 /// reaching it is explicit and every use is counted in `system_access_log`.
@@ -148,6 +154,35 @@ impl Db {
         in_transaction(&mut conn, &begin, f).await
     }
 
+    /// Runs read-only `f` for `scope.tenant_id` without a transaction: each statement sees
+    /// its own snapshot. For single-query reads on hot paths, where BEGIN and COMMIT would
+    /// cost as much as the query.
+    ///
+    /// The tenant is set at session level before `f` runs. That is safe because every
+    /// way into the pool sets it again first ([`Db::tenant`] and [`Db::unscoped`] inside
+    /// their transactions, this one for the session), so no statement ever runs with the
+    /// setting a previous user of the connection left.
+    pub async fn tenant_read<'a, T, E, F>(&self, scope: TenantScope, f: F) -> Result<T, E>
+    where
+        F: for<'c> FnOnce(&'c mut AsyncPgConnection) -> ScopedBoxFuture<'a, 'c, Result<T, E>>
+            + Send
+            + 'a,
+        T: Send + 'a,
+        E: From<DbError> + Send + 'a,
+    {
+        use diesel_async::RunQueryDsl;
+        let user = scope.user_id.map(|u| u.to_string()).unwrap_or_default();
+        let mut conn = self.get().await?;
+        diesel::select((
+            set_config("app.tenant_id", scope.tenant_id.to_string(), false),
+            set_config("app.user_id", user, false),
+        ))
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| E::from(classify(e)))?;
+        f(&mut conn).await
+    }
+
     /// Runs `f` as [`SYSTEM_ROLE`], across tenants. For kernel jobs only (the event
     /// dispatcher, the scheduler, logins before a tenant is known); `purpose` is recorded.
     pub async fn system<'a, T, E, F>(&self, purpose: &'static str, f: F) -> Result<T, E>
@@ -185,7 +220,10 @@ impl Db {
         E: From<DbError> + Send + 'a,
     {
         let mut conn = self.get().await?;
-        in_transaction(&mut conn, "BEGIN", f).await
+        // Clears what a session-level read (`tenant_read`) may have left on the connection.
+        let begin = "BEGIN; SELECT set_config('app.tenant_id', '', true), \
+                     set_config('app.user_id', '', true)";
+        in_transaction(&mut conn, begin, f).await
     }
 }
 

@@ -73,6 +73,8 @@ pub struct KernelParts {
     pub storage: Storage,
     /// The clinics' time zones.
     pub zones: tenancy::ZoneCache,
+    /// Audit records of reads, written in batches.
+    pub audit: audit::AuditJournal,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -98,6 +100,10 @@ impl Kernel {
         let storage = Storage::local(&config.storage.path)?;
         let rbac = Rbac::load(db.clone(), policy).await?;
         let zones = tenancy::ZoneCache::default();
+        let audit = audit::AuditJournal::start(Db::connect(&config::DatabaseConfig {
+            pool_size: audit::WRITERS,
+            ..config.database.clone()
+        })?);
         Ok(Kernel(Arc::new(KernelParts {
             config,
             db,
@@ -106,6 +112,7 @@ impl Kernel {
             crypto,
             storage,
             zones,
+            audit,
         })))
     }
 

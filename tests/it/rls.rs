@@ -1,5 +1,6 @@
 //! Row-level security as the backstop: the application role sees only the current
-//! tenant's rows, nothing without a tenant, and the setting never outlives a transaction.
+//! tenant's rows, nothing without a tenant, and the setting never reaches the next user of
+//! a pooled connection.
 
 use diesel::sql_types::{BigInt, Bool, Text};
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
@@ -188,12 +189,20 @@ async fn a_pooled_connection_never_carries_a_tenant_to_its_next_user() {
             tenant_id: tenant,
             user_id: None,
         };
-        let seen = db
-            .tenant(scope, |conn| {
+        // Transactions and session-level reads, alternating tenants.
+        let seen = if round < 4 {
+            db.tenant(scope, |conn| {
                 async move { Ok::<_, Error>(count(conn, "SELECT count(*) AS n FROM memberships").await) }.scope_boxed()
             })
             .await
-            .unwrap();
+            .unwrap()
+        } else {
+            db.tenant_read(scope, |conn| {
+                async move { Ok::<_, Error>(count(conn, "SELECT count(*) AS n FROM memberships").await) }.scope_boxed()
+            })
+            .await
+            .unwrap()
+        };
         assert_eq!(seen, expected, "round {round}");
         // The same (only) connection, outside a tenant transaction, sees nothing.
         let leaked = db

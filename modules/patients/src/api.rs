@@ -25,7 +25,9 @@ use uuid::Uuid;
 
 use crate::domain::{self, Cpf, Phone, search_form};
 use crate::records::{self, Address, NewPatient, PatientRow, PatientUpdate};
-use crate::schema::{guardians, patient_search_terms, patients, referral_origins};
+use crate::schema::{
+    guardians, patient_keys as data_keys, patient_search_terms, patients, referral_origins,
+};
 use crate::{PatientTags, perm};
 
 /// A patient record. Fields the caller's role may not see are `null`; `view` says which
@@ -274,7 +276,23 @@ fn not_found() -> Error {
     Error::NotFound { what: "patient" }
 }
 
-/// Loads one patient and renders it for `view`, writing the audit events of the read.
+/// The audit records of reading a patient's record in `view`.
+fn read_accesses(id: Uuid, view: View) -> Vec<Access<'static>> {
+    let access = |resource| Access {
+        subject_kind: Some("patient"),
+        subject_id: Some(id),
+        resource,
+        action: "read",
+    };
+    if view == View::Clinical {
+        vec![access("patient"), access("patient.notes")]
+    } else {
+        vec![access("patient")]
+    }
+}
+
+/// Loads one patient and renders it for `view`, writing the audit events of the read in
+/// the same (write) transaction.
 ///
 /// The row, the patient's key and the audit insert go to PostgreSQL together (pipelined);
 /// if the patient does not exist the transaction, audit rows included, is rolled back.
@@ -286,41 +304,49 @@ async fn read_patient(
     view: View,
 ) -> Result<Patient, Error> {
     let shared: &Conn = conn;
-    let access = |resource| Access {
-        subject_kind: Some("patient"),
-        subject_id: Some(id),
-        resource,
-        action: "read",
-    };
-    let accesses: &[Access] = if view == View::Clinical {
-        &[access("patient"), access("patient.notes")]
-    } else {
-        &[access("patient")]
-    };
+    let accesses = read_accesses(id, view);
+    let (patient, ()) = futures::try_join!(
+        load_patient(shared, kernel, actor, id, view),
+        audit::record_all(shared, actor, &accesses)
+    )?;
+    Ok(patient)
+}
+
+/// Loads one patient and renders it for `view`; records nothing.
+async fn load_patient(
+    shared: &Conn,
+    kernel: &Kernel,
+    actor: &Actor,
+    id: Uuid,
+    view: View,
+) -> Result<Patient, Error> {
+    // The row and the patient's wrapped data key in one query.
     let row = async {
         let mut c = shared;
         patients::table
+            .left_join(
+                data_keys::table.on(data_keys::tenant_id
+                    .eq(patients::tenant_id)
+                    .and(data_keys::subject_id.eq(patients::id))),
+            )
             .filter(patients::id.eq(id))
-            .select(PatientRow::as_select())
-            .first::<PatientRow>(&mut c)
+            .select((PatientRow::as_select(), data_keys::wrapped_key.nullable()))
+            .first::<(PatientRow, Option<Vec<u8>>)>(&mut c)
             .await
             .optional()
             .map_err(Error::from)
     };
-    let key = async {
-        if view == View::Contact {
-            Ok(None)
-        } else {
-            kernel
-                .crypto
-                .open_subject(shared, actor.tenant_id, id)
-                .await
-        }
-    };
     let today = kernel.zones.today(shared, actor.tenant_id);
-    let (row, cipher, today, ()) =
-        futures::try_join!(row, key, today, audit::record_all(shared, actor, accesses))?;
-    let row = row.ok_or_else(not_found)?;
+    let (row, today) = futures::try_join!(row, today)?;
+    let (row, wrapped) = row.ok_or_else(not_found)?;
+    let cipher = if view == View::Contact {
+        None
+    } else {
+        kernel
+            .crypto
+            .open_wrapped(shared, actor.tenant_id, id, wrapped)
+            .await?
+    };
 
     let encrypted = row.cpf_cipher.is_some() || row.notes_cipher.is_some();
     let erased = view != View::Contact && encrypted && cipher.is_none();
@@ -871,8 +897,8 @@ impl PatientsApi {
 
     /// One patient
     ///
-    /// Writes an audit event. Receptionists get the record without notes; finance gets
-    /// name and contact only.
+    /// Writes an audit event, committed before the record is sent. Receptionists get the
+    /// record without notes; finance gets name and contact only.
     #[oai(path = "/patients/:id", method = "get", operation_id = "get_patient")]
     async fn get_patient(
         &self,
@@ -885,10 +911,14 @@ impl PatientsApi {
         let actor_ref = &actor;
         let patient = kernel
             .db
-            .tenant(actor.scope(), |conn| {
-                async move { read_patient(conn, kernel_ref, actor_ref, id.0, view).await }
+            .tenant_read(actor.scope(), |conn| {
+                async move { load_patient(conn, kernel_ref, actor_ref, id.0, view).await }
                     .scope_boxed()
             })
+            .await?;
+        kernel
+            .audit
+            .reads(&actor, &read_accesses(id.0, view))
             .await?;
         Ok(Json(patient))
     }

@@ -82,6 +82,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// The kernel's `data_keys`, read-only, so that a patient's row and wrapped key come
+    /// back in one query; the key is opened with `Crypto::open_wrapped`.
+    #[sql_name = "data_keys"]
+    patient_keys (tenant_id, subject_id) {
+        tenant_id -> Uuid,
+        subject_id -> Uuid,
+        wrapped_key -> Nullable<Bytea>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(patients, patient_keys);
+
 diesel::allow_tables_to_appear_in_same_query!(
     patients,
     patient_photos,
