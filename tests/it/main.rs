@@ -6,6 +6,7 @@
 mod support;
 
 mod agenda;
+mod appointments;
 mod auth;
 mod crypto;
 mod http;

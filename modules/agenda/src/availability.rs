@@ -64,6 +64,8 @@ pub struct Calendar {
     pub week: Vec<(u32, NaiveTime, NaiveTime)>,
     /// The professional's busy periods (appointments with buffers, time off).
     pub busy: Vec<Busy>,
+    /// The professional's time off and the clinic's closures within days.
+    pub off: Vec<Busy>,
     /// Busy periods per resource.
     pub resource_busy: Vec<(Uuid, Vec<Busy>)>,
 }
@@ -123,6 +125,79 @@ impl SecondsFromMidnight for NaiveTime {
     }
 }
 
+/// When each service of a visit starting at `start` happens: (start, end, busy until); the
+/// cleanup buffer follows the last service only.
+pub fn layout(
+    visit: &[VisitPart],
+    start: DateTime<Utc>,
+) -> Vec<(DateTime<Utc>, DateTime<Utc>, DateTime<Utc>)> {
+    let mut at = start;
+    visit
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            let end = at + part.duration;
+            let until = if i + 1 == visit.len() {
+                end + part.buffer_after
+            } else {
+                end
+            };
+            let times = (at, end, until);
+            at = end;
+            times
+        })
+        .collect()
+}
+
+/// A room or machine of `part` free over `[from, until)`: `Some(None)` when the service
+/// needs none, `None` when it needs one and none is free.
+pub fn free_resource(
+    cal: &Calendar,
+    part: &VisitPart,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Option<Option<Uuid>> {
+    if part.resources.is_empty() {
+        return Some(None);
+    }
+    part.resources
+        .iter()
+        .find(|r| {
+            cal.resource_busy
+                .iter()
+                .find(|(id, _)| id == *r)
+                .is_none_or(|(_, busy)| !overlaps(busy, from, until))
+        })
+        .map(|r| Some(*r))
+}
+
+/// Whether a visit over `[start, end)` falls inside one of the professional's working
+/// intervals, on a day the clinic is open, outside time off. Existing appointments are not
+/// considered: the database's constraints judge those.
+pub fn within_hours(cal: &Calendar, start: DateTime<Utc>, end: DateTime<Utc>) -> bool {
+    let from = start.with_timezone(&cal.zone).naive_local();
+    let to = end.with_timezone(&cal.zone).naive_local();
+    let day = from.date();
+    if cal.closed.contains(&day) || overlaps(&cal.off, start, end) {
+        return false;
+    }
+    let weekday = day.weekday().number_from_monday();
+    // A visit ending exactly at midnight ends on the same working day.
+    let ends_at_midnight = to.date() == day + Duration::days(1) && to.time() == NaiveTime::MIN;
+    if to.date() != day && !ends_at_midnight {
+        return false;
+    }
+    cal.week.iter().any(|(w, s, e)| {
+        *w == weekday
+            && from.time() >= *s
+            && (if ends_at_midnight {
+                *e == NaiveTime::MIN
+            } else {
+                to.time() <= *e
+            })
+    })
+}
+
 fn try_start(cal: &Calendar, visit: &[VisitPart], day: NaiveDate, minute: i64) -> Option<Slot> {
     let local = day.and_hms_opt(0, 0, 0)? + Duration::minutes(minute);
     // A local time skipped by a daylight-saving change does not exist; an ambiguous one
@@ -135,32 +210,20 @@ fn try_start(cal: &Calendar, visit: &[VisitPart], day: NaiveDate, minute: i64) -
     if start < cal.earliest || start > cal.latest {
         return None;
     }
-    let mut at = start;
     let mut resources = Vec::new();
-    for (i, part) in visit.iter().enumerate() {
-        let end = at + part.duration;
-        let blocked_until = if i + 1 == visit.len() {
-            end + part.buffer_after
-        } else {
-            end
-        };
-        if overlaps(&cal.busy, at, blocked_until) {
+    let mut end = start;
+    for (part, (from, to, until)) in visit.iter().zip(layout(visit, start)) {
+        if overlaps(&cal.busy, from, until) {
             return None;
         }
-        if !part.resources.is_empty() {
-            let free = part.resources.iter().find(|r| {
-                cal.resource_busy
-                    .iter()
-                    .find(|(id, _)| id == *r)
-                    .is_none_or(|(_, busy)| !overlaps(busy, at, blocked_until))
-            })?;
-            resources.push(*free);
+        if let Some(resource) = free_resource(cal, part, from, until)? {
+            resources.push(resource);
         }
-        at = end;
+        end = to;
     }
     Some(Slot {
         start,
-        end: at,
+        end,
         resources,
     })
 }
@@ -233,6 +296,7 @@ pub async fn load_calendar(
     professional: Uuid,
     visit: &[VisitPart],
     days: (NaiveDate, NaiveDate),
+    ignoring: Option<Uuid>,
 ) -> Result<Calendar, Error> {
     let now = Utc::now();
     let window_from = zone
@@ -269,13 +333,27 @@ pub async fn load_calendar(
         day += Duration::days(1);
     }
 
-    let busy: Vec<Range> = diesel::sql_query(
-        "SELECT professional_id AS owner, lower(blocks) AS starts, upper(blocks) AS ends FROM appointments \
-           WHERE professional_id = $1 AND status <> 'cancelled' AND blocks && tstzrange($2, $3) \
-         UNION ALL \
-         SELECT professional_id, lower(during), upper(during) FROM time_off \
-           WHERE (professional_id = $1 OR (professional_id IS NULL AND resource_id IS NULL)) \
-             AND during && tstzrange($2, $3)",
+    // Only timestamp comparisons, which row-level security lets the indexes use; one
+    // service never blocks more than a day, which bounds the index range.
+    let lookback = window_from - Duration::days(1);
+    let booked: Vec<Range> = diesel::sql_query(
+        "SELECT professional_id AS owner, blocked_from AS starts, blocked_until AS ends \
+           FROM appointments \
+          WHERE professional_id = $1 AND blocked_from >= $4 AND blocked_from < $3 \
+            AND blocked_until > $2 AND status <> 'cancelled' \
+            AND ($5::uuid IS NULL OR visit_id <> $5)",
+    )
+    .bind::<SqlUuid, _>(professional)
+    .bind::<Timestamptz, _>(window_from)
+    .bind::<Timestamptz, _>(window_to)
+    .bind::<Timestamptz, _>(lookback)
+    .bind::<Nullable<SqlUuid>, _>(ignoring)
+    .load(conn)
+    .await?;
+    let off: Vec<Range> = diesel::sql_query(
+        "SELECT professional_id AS owner, starts_at AS starts, ends_at AS ends FROM time_off \
+          WHERE (professional_id = $1 OR (professional_id IS NULL AND resource_id IS NULL)) \
+            AND starts_at < $3 AND ends_at > $2",
     )
     .bind::<SqlUuid, _>(professional)
     .bind::<Timestamptz, _>(window_from)
@@ -290,19 +368,24 @@ pub async fn load_calendar(
         Vec::new()
     } else {
         diesel::sql_query(
-            "SELECT resource_id AS owner, lower(blocks) AS starts, upper(blocks) AS ends FROM appointments \
-               WHERE resource_id = ANY($1) AND status <> 'cancelled' AND blocks && tstzrange($2, $3) \
+            "SELECT resource_id AS owner, blocked_from AS starts, blocked_until AS ends \
+               FROM appointments \
+              WHERE resource_id = ANY($1) AND blocked_from >= $4 AND blocked_from < $3 \
+                AND blocked_until > $2 AND status <> 'cancelled' \
+                AND ($5::uuid IS NULL OR visit_id <> $5) \
              UNION ALL \
-             SELECT resource_id, lower(during), upper(during) FROM time_off \
-               WHERE resource_id = ANY($1) AND during && tstzrange($2, $3)",
+             SELECT resource_id, starts_at, ends_at FROM time_off \
+              WHERE resource_id = ANY($1) AND starts_at < $3 AND ends_at > $2",
         )
         .bind::<diesel::sql_types::Array<SqlUuid>, _>(&needed)
         .bind::<Timestamptz, _>(window_from)
         .bind::<Timestamptz, _>(window_to)
+        .bind::<Timestamptz, _>(lookback)
+        .bind::<Nullable<SqlUuid>, _>(ignoring)
         .load(conn)
         .await?
     };
-    let clinic_wide: Vec<Busy> = busy
+    let clinic_wide: Vec<Busy> = off
         .iter()
         .filter(|r| r.owner.is_none())
         .map(|r| Busy {
@@ -333,8 +416,16 @@ pub async fn load_calendar(
         latest: now + Duration::days(i64::from(settings.max_advance_days)),
         closed,
         week: week.into_iter().map(|(w, s, e)| (w as u32, s, e)).collect(),
-        busy: busy
-            .into_iter()
+        busy: booked
+            .iter()
+            .chain(&off)
+            .map(|r| Busy {
+                from: r.starts,
+                to: r.ends,
+            })
+            .collect(),
+        off: off
+            .iter()
             .map(|r| Busy {
                 from: r.starts,
                 to: r.ends,
@@ -425,9 +516,16 @@ impl AvailabilityApi {
                     }
                     let mut slots = Vec::new();
                     for person in people {
-                        let cal =
-                            load_calendar(conn, zone, &settings, person, &visit, (from.0, to.0))
-                                .await?;
+                        let cal = load_calendar(
+                            conn,
+                            zone,
+                            &settings,
+                            person,
+                            &visit,
+                            (from.0, to.0),
+                            None,
+                        )
+                        .await?;
                         slots.extend(
                             free_slots(&cal, &visit, from.0, to.0)
                                 .into_iter()
@@ -473,6 +571,7 @@ mod tests {
             closed: Vec::new(),
             week,
             busy: Vec::new(),
+            off: Vec::new(),
             resource_busy: Vec::new(),
         }
     }

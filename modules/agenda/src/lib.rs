@@ -6,11 +6,15 @@
 //! series, the waitlist, events, the calendar feed and the service API are the next steps
 //! of issue 4 and are not built yet.
 
+mod appointments;
 mod availability;
+pub mod booking;
 mod catalog;
 pub mod holidays;
 mod hours;
+pub mod lifecycle;
 mod schema;
+mod waitlist;
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use harmony_core::rbac::{Permission, Role};
@@ -27,6 +31,8 @@ pub mod perm {
     const STAFF: &[Role] = &[Owner, Admin, Professional, Receptionist, Finance];
     const FRONT_DESK: &[Role] = &[Owner, Admin, Professional, Receptionist];
     const MANAGERS: &[Role] = &[Owner, Admin];
+    const FRONT_DESK_AND_ASSISTANT: &[Role] =
+        &[Owner, Admin, Professional, Receptionist, Assistant];
 
     const fn p(
         resource: &'static str,
@@ -59,6 +65,23 @@ pub mod perm {
     pub const SETTINGS_READ: Permission = p("agenda_settings", "read", STAFF);
     pub const SETTINGS_MANAGE: Permission = p("agenda_settings", "manage", MANAGERS);
     pub const AVAILABILITY_READ: Permission = p("availability", "read", EVERYONE);
+    /// The clinic's appointments, all of them.
+    pub const APPOINTMENTS_READ: Permission = p("appointments", "read", STAFF);
+    /// One patient's upcoming appointments (the assistant, for the patient it talks to).
+    pub const APPOINTMENTS_READ_PATIENT: Permission = p("appointments", "read_patient", EVERYONE);
+    pub const APPOINTMENTS_BOOK: Permission = p("appointments", "book", FRONT_DESK_AND_ASSISTANT);
+    /// Confirm, cancel, reschedule.
+    pub const APPOINTMENTS_CHANGE: Permission =
+        p("appointments", "change", FRONT_DESK_AND_ASSISTANT);
+    /// Check in, complete, no-show: what happens at the clinic.
+    pub const APPOINTMENTS_ATTEND: Permission = p("appointments", "attend", FRONT_DESK);
+    /// Book outside working hours.
+    pub const APPOINTMENTS_OVERRIDE: Permission = p("appointments", "override_hours", FRONT_DESK);
+    pub const WAITLIST_READ: Permission = p("waitlist", "read", FRONT_DESK);
+    pub const WAITLIST_MANAGE: Permission = p("waitlist", "manage", FRONT_DESK_AND_ASSISTANT);
+    /// Managers manage anyone's feed; professionals their own (checked in the handler).
+    pub const FEEDS_MANAGE: Permission =
+        p("calendar_feeds", "manage", &[Owner, Admin, Professional]);
 
     pub const ALL: &[Permission] = &[
         SERVICES_READ,
@@ -74,6 +97,15 @@ pub mod perm {
         SETTINGS_READ,
         SETTINGS_MANAGE,
         AVAILABILITY_READ,
+        APPOINTMENTS_READ,
+        APPOINTMENTS_READ_PATIENT,
+        APPOINTMENTS_BOOK,
+        APPOINTMENTS_CHANGE,
+        APPOINTMENTS_ATTEND,
+        APPOINTMENTS_OVERRIDE,
+        WAITLIST_READ,
+        WAITLIST_MANAGE,
+        FEEDS_MANAGE,
     ];
 }
 
@@ -115,6 +147,8 @@ impl ModuleApi for AgendaModule {
         catalog::CatalogApi,
         hours::HoursApi,
         availability::AvailabilityApi,
+        appointments::AppointmentsApi,
+        waitlist::WaitlistApi,
     );
 
     fn api(&self) -> Self::Api {
@@ -122,6 +156,8 @@ impl ModuleApi for AgendaModule {
             catalog::CatalogApi,
             hours::HoursApi,
             availability::AvailabilityApi,
+            appointments::AppointmentsApi,
+            waitlist::WaitlistApi,
         )
     }
 }
