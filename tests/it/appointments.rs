@@ -746,3 +746,191 @@ async fn racing_clients_never_double_book() {
         .unwrap();
     assert_eq!(rows.n as usize, created);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_professional_subscribes_to_a_secret_calendar_feed() {
+    let app = TestApp::start().await;
+    let c = clinic(&app).await;
+    let day = a_monday();
+    let pro = c.a.professional.user_id;
+    c.book(&c.a.owner, &[&c.peeling, &c.facial], &at(day, "09:00"))
+        .await;
+    let path = format!("/api/v1/professionals/{pro}/calendar-feed");
+    assert_eq!(
+        c.a.receptionist.post(&path, json!({})).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let colleague = app.member(&c.a.owner, &["professional"]).await;
+    assert_eq!(
+        colleague.post(&path, json!({})).await.status,
+        StatusCode::FORBIDDEN,
+        "only their own"
+    );
+    let created = c.a.professional.post(&path, json!({})).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let url = created.body["url"].as_str().unwrap();
+    let feed_path = &url[url.find("/api/v1/").unwrap()..];
+    assert!(feed_path.ends_with(".ics"));
+
+    let fetch = |path: String| {
+        let anonymous = c.a.anonymous.clone();
+        async move {
+            let response = anonymous
+                .raw(reqwest::Method::GET, &path)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let kind = response
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, kind, response.text().await.unwrap())
+        }
+    };
+    let (status, kind, body) = fetch(feed_path.to_owned()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(kind.unwrap().starts_with("text/calendar"));
+    assert!(body.starts_with("BEGIN:VCALENDAR\r\n"));
+    assert_eq!(body.matches("BEGIN:VEVENT").count(), 1);
+    let start = format!("DTSTART:{}T120000Z", day.format("%Y%m%d"));
+    assert!(body.contains(&start), "{body}");
+    assert!(
+        body.contains("SUMMARY:Peeling + Limpeza de pele — Joana\r\n"),
+        "{body}"
+    );
+    assert!(!body.contains("Prado"), "first name only");
+
+    // The clinic can hide the name.
+    c.a.owner
+        .patch(
+            "/api/v1/agenda-settings",
+            json!({"feed_shows_patient_name": false}),
+        )
+        .await;
+    let (_, _, body) = fetch(feed_path.to_owned()).await;
+    assert!(
+        body.contains("SUMMARY:Peeling + Limpeza de pele\r\n"),
+        "{body}"
+    );
+    assert!(!body.contains("Joana"));
+
+    // A wrong secret, a retired URL and a revoked one are all 404s.
+    let wrong = format!("{}x.ics", feed_path.trim_end_matches(".ics"));
+    assert_eq!(fetch(wrong).await.0, StatusCode::NOT_FOUND);
+    let renewed = c.a.owner.post(&path, json!({})).await;
+    assert_eq!(renewed.status, StatusCode::CREATED);
+    assert_eq!(fetch(feed_path.to_owned()).await.0, StatusCode::NOT_FOUND);
+    let url = renewed.body["url"].as_str().unwrap();
+    let renewed_path = url[url.find("/api/v1/").unwrap()..].to_owned();
+    assert_eq!(fetch(renewed_path.clone()).await.0, StatusCode::OK);
+    let revoked =
+        c.a.professional
+            .send(reqwest::Method::DELETE, &path, None)
+            .await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    assert_eq!(fetch(renewed_path).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_assistant_acts_through_the_service_api_for_one_patient_only() {
+    use harmony_agenda::service;
+    let app = TestApp::start().await;
+    let c = clinic(&app).await;
+    let day = a_monday();
+    let assistant = app.assistant(&c.a.owner).await;
+    let actor = harmony_core::auth::Actor {
+        kind: harmony_core::auth::ActorKind::Assistant,
+        user_id: assistant.user_id,
+        tenant_id: assistant.tenant_id,
+        request: std::sync::Arc::new(harmony_core::http::RequestContext::new(
+            "test".into(),
+            None,
+            None,
+        )),
+    };
+    let kernel = &app.kernel;
+    let patient: Uuid = c.patient.parse().unwrap();
+    let services = service::list_services(kernel, &actor).await.unwrap();
+    assert_eq!(services.len(), 2);
+    let facial: Uuid = c.facial.parse().unwrap();
+    let free = service::availability(kernel, &actor, &[facial], (day, day), None)
+        .await
+        .unwrap();
+    let first = free.slots[0].start.with_timezone(&chrono::Utc);
+    let booked = service::book(
+        kernel,
+        &actor,
+        service::Booking {
+            patient_id: patient,
+            service_ids: vec![facial],
+            professional_id: c.a.professional.user_id,
+            start: first,
+            notes: None,
+            booked_by: service::Party::Patient,
+            outside_hours: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(booked.booked_by, "patient");
+    let upcoming = service::upcoming_for_patient(kernel, &actor, patient)
+        .await
+        .unwrap();
+    assert_eq!(upcoming.len(), 1);
+
+    // Another patient's appointment is not found for this one.
+    let other: Uuid =
+        c.a.owner
+            .post("/api/v1/patients", json!({"full_name": "Outro Paciente"}))
+            .await
+            .body["id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+    let refused = service::cancel(kernel, &actor, other, booked.id, None).await;
+    assert!(matches!(
+        refused,
+        Err(harmony_core::error::Error::NotFound { .. })
+    ));
+    let later = first + Duration::hours(1);
+    let moved = service::reschedule(kernel, &actor, patient, booked.id, later)
+        .await
+        .unwrap();
+    assert_eq!(moved.start.with_timezone(&chrono::Utc), later);
+    let confirmed = service::confirm(kernel, &actor, patient, booked.id)
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status, "confirmed");
+
+    // Reminders: due within the window, once.
+    let scope = harmony_core::db::TenantScope {
+        tenant_id: c.a.owner.tenant_id,
+        user_id: None,
+    };
+    let tenant = c.a.owner.tenant_id;
+    let due = kernel
+        .db
+        .tenant(scope, |conn| {
+            use scoped_futures::ScopedFutureExt;
+            async move {
+                let far = Duration::days(60);
+                let due = service::due_for_reminder(conn, kernel, tenant, far, 50).await?;
+                for a in &due {
+                    service::mark_reminded(conn, a.id).await?;
+                }
+                let again = service::due_for_reminder(conn, kernel, tenant, far, 50).await?;
+                Ok::<_, harmony_core::error::Error>((due.len(), again.len()))
+            }
+            .scope_boxed()
+        })
+        .await
+        .unwrap();
+    assert_eq!(due, (1, 0));
+
+    let cancelled = service::cancel(kernel, &actor, patient, booked.id, Some("viagem".into()))
+        .await
+        .unwrap();
+    assert_eq!(cancelled.cancelled_by.as_deref(), Some("patient"));
+}

@@ -216,6 +216,30 @@ pub struct Reschedule {
 pub struct ChangeDetail {
     pub reason: Option<String>,
     pub by: Option<Party>,
+    /// Acting for this patient only: another patient's appointment is a 404.
+    pub patient: Option<Uuid>,
+}
+
+/// Where a visit moves to.
+#[derive(Debug, Clone, Copy)]
+pub struct Move {
+    pub start: DateTime<Utc>,
+    /// Another professional who performs every service; the same one when absent.
+    pub professional: Option<Uuid>,
+    pub outside_hours: bool,
+    pub by: Party,
+    /// Acting for this patient only: another patient's appointment is a 404.
+    pub patient: Option<Uuid>,
+}
+
+/// 404 unless the visit is `patient`'s (when acting for one).
+fn for_patient(rows: &[booking::Row], patient: Option<Uuid>) -> Result<(), Error> {
+    match (rows.iter().next(), patient) {
+        (Some(row), Some(p)) if row.patient_id != p => Err(Error::NotFound {
+            what: "appointment",
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Confirms, checks in, completes, marks as no-show or cancels a visit.
@@ -233,6 +257,7 @@ pub async fn change(
             async move {
                 let zone = kernel.zones.zone(conn, tenant).await?;
                 let rows = booking::lock(conn, visit).await?;
+                for_patient(&rows, detail.patient)?;
                 let next = booking::transition(&rows, action)?;
                 let (start, _) = rows[0].times();
                 let now = Utc::now();
@@ -308,11 +333,15 @@ pub async fn reschedule(
     kernel: &Kernel,
     actor: &Actor,
     visit: Uuid,
-    start: DateTime<Utc>,
-    professional: Option<Uuid>,
-    outside_hours: bool,
-    by: Party,
+    to: Move,
 ) -> Result<Appointment, Error> {
+    let Move {
+        start,
+        professional,
+        outside_hours,
+        by,
+        patient,
+    } = to;
     if outside_hours {
         require(kernel, actor, &perm::APPOINTMENTS_OVERRIDE).await?;
     }
@@ -322,6 +351,7 @@ pub async fn reschedule(
         .tenant(actor.scope(), |conn| {
             async move {
                 let rows = booking::lock(conn, visit).await?;
+                for_patient(&rows, patient)?;
                 booking::transition(&rows, Action::Reschedule)?;
                 let services: Vec<Uuid> = rows.iter().map(|r| r.service_id).collect();
                 let first = &rows[0];
@@ -832,16 +862,14 @@ impl AppointmentsApi {
     ) -> ApiResult<Json<Appointment>> {
         let actor = kernel.authorize(&auth, &perm::APPOINTMENTS_CHANGE).await?;
         let start = parse_instant("start", &body.0.start)?;
-        let appointment = reschedule(
-            &kernel,
-            &actor,
-            id.0,
+        let to = Move {
             start,
-            body.0.professional_id,
-            body.0.outside_hours,
-            body.0.requested_by.unwrap_or(Party::Clinic),
-        )
-        .await?;
+            professional: body.0.professional_id,
+            outside_hours: body.0.outside_hours,
+            by: body.0.requested_by.unwrap_or(Party::Clinic),
+            patient: None,
+        };
+        let appointment = reschedule(&kernel, &actor, id.0, to).await?;
         Ok(Json(appointment))
     }
 
@@ -868,6 +896,7 @@ impl AppointmentsApi {
         let detail = ChangeDetail {
             reason,
             by: Some(body.0.cancelled_by.unwrap_or(Party::Clinic)),
+            patient: None,
         };
         Ok(Json(
             change(&kernel, &actor, id.0, Action::Cancel, detail).await?,
@@ -1030,6 +1059,7 @@ impl AppointmentsApi {
             let detail = ChangeDetail {
                 reason: reason.clone(),
                 by: Some(by),
+                patient: None,
             };
             match change(&kernel, &actor, visit, Action::Cancel, detail).await {
                 Ok(a) => items.push(a),

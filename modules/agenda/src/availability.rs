@@ -464,6 +464,61 @@ fn parse_ids(text: &str) -> Result<Vec<Uuid>, Error> {
     }
 }
 
+/// The free starts of a visit of `service_ids` over the local days `from..=to`, with one
+/// professional or with each who performs every service; checks the range.
+pub async fn find(
+    conn: &mut Conn,
+    kernel: &Kernel,
+    tenant: Uuid,
+    service_ids: &[Uuid],
+    days: (NaiveDate, NaiveDate),
+    professional: Option<Uuid>,
+) -> Result<Availability, Error> {
+    let (from, to) = days;
+    if to < from {
+        return Err(Error::invalid("to", "a date on or after `from`"));
+    }
+    if (to - from).num_days() >= MAX_RANGE_DAYS {
+        return Err(Error::invalid("to", "at most 62 days after `from`"));
+    }
+    let zone = kernel.zones.zone(conn, tenant).await?;
+    let settings = crate::catalog::settings(conn, tenant).await?;
+    let visit = visit_parts(conn, service_ids).await?;
+    let mut people = performers(conn, &visit).await?;
+    if let Some(wanted) = professional {
+        if !people.contains(&wanted) {
+            return Err(Error::invalid(
+                "professional_id",
+                "a professional who performs every service of the visit",
+            ));
+        }
+        people = vec![wanted];
+    }
+    let mut slots = Vec::new();
+    for person in people {
+        let cal = load_calendar(conn, zone, &settings, person, &visit, (from, to), None).await?;
+        slots.extend(
+            free_slots(&cal, &visit, from, to)
+                .into_iter()
+                .map(|s| (person, s)),
+        );
+    }
+    slots.sort_by_key(|(p, s)| (s.start, *p));
+    let local = |t: DateTime<Utc>| t.with_timezone(&zone).fixed_offset();
+    Ok(Availability {
+        time_zone: zone.name().to_owned(),
+        slots: slots
+            .into_iter()
+            .map(|(person, s)| AvailableSlot {
+                start: local(s.start),
+                end: local(s.end),
+                professional_id: person,
+                resource_ids: s.resources,
+            })
+            .collect(),
+    })
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct AvailabilityApi;
 
@@ -483,74 +538,30 @@ impl AvailabilityApi {
         kernel: Data<&Kernel>,
         auth: BearerAuth,
         #[oai(validator(max_length = 200))] service_ids: Query<String>,
-        from: Query<NaiveDate>,
-        to: Query<NaiveDate>,
+        /// First local day, YYYY-MM-DD.
+        #[oai(validator(max_length = 40))]
+        from: Query<String>,
+        /// Last local day, YYYY-MM-DD.
+        #[oai(validator(max_length = 40))]
+        to: Query<String>,
         professional_id: Query<Option<Uuid>>,
     ) -> ApiResult<Json<Availability>> {
         let actor = kernel.authorize(&auth, &perm::AVAILABILITY_READ).await?;
         let ids = parse_ids(&service_ids.0)?;
-        if to.0 < from.0 {
-            return Err(Error::invalid("to", "a date on or after `from`").into());
-        }
-        if (to.0 - from.0).num_days() >= MAX_RANGE_DAYS {
-            return Err(Error::invalid("to", "at most 62 days after `from`").into());
-        }
+        let days = (
+            crate::appointments::parse_day("from", &from.0)?,
+            crate::appointments::parse_day("to", &to.0)?,
+        );
         let kernel_ref: &Kernel = &kernel;
         let tenant = actor.tenant_id;
-        let (zone, slots) = kernel
+        let availability = kernel
             .db
             .tenant(actor.scope(), |conn| {
-                async move {
-                    let zone = kernel_ref.zones.zone(conn, tenant).await?;
-                    let settings = crate::catalog::settings(conn, tenant).await?;
-                    let visit = visit_parts(conn, &ids).await?;
-                    let mut people = performers(conn, &visit).await?;
-                    if let Some(wanted) = professional_id.0 {
-                        if !people.contains(&wanted) {
-                            return Err(Error::invalid(
-                                "professional_id",
-                                "a professional who performs every service of the visit",
-                            ));
-                        }
-                        people = vec![wanted];
-                    }
-                    let mut slots = Vec::new();
-                    for person in people {
-                        let cal = load_calendar(
-                            conn,
-                            zone,
-                            &settings,
-                            person,
-                            &visit,
-                            (from.0, to.0),
-                            None,
-                        )
-                        .await?;
-                        slots.extend(
-                            free_slots(&cal, &visit, from.0, to.0)
-                                .into_iter()
-                                .map(|s| (person, s)),
-                        );
-                    }
-                    slots.sort_by_key(|(p, s)| (s.start, *p));
-                    Ok::<_, Error>((zone, slots))
-                }
-                .scope_boxed()
+                async move { find(conn, kernel_ref, tenant, &ids, days, professional_id.0).await }
+                    .scope_boxed()
             })
             .await?;
-        let local = |t: DateTime<Utc>| t.with_timezone(&zone).fixed_offset();
-        Ok(Json(Availability {
-            time_zone: zone.name().to_owned(),
-            slots: slots
-                .into_iter()
-                .map(|(person, s)| AvailableSlot {
-                    start: local(s.start),
-                    end: local(s.end),
-                    professional_id: person,
-                    resource_ids: s.resources,
-                })
-                .collect(),
-        }))
+        Ok(Json(availability))
     }
 }
 

@@ -10,10 +10,12 @@ mod appointments;
 mod availability;
 pub mod booking;
 mod catalog;
+mod feed;
 pub mod holidays;
 mod hours;
 pub mod lifecycle;
 mod schema;
+pub mod service;
 mod waitlist;
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
@@ -149,6 +151,7 @@ impl ModuleApi for AgendaModule {
         availability::AvailabilityApi,
         appointments::AppointmentsApi,
         waitlist::WaitlistApi,
+        feed::FeedApi,
     );
 
     fn api(&self) -> Self::Api {
@@ -158,6 +161,7 @@ impl ModuleApi for AgendaModule {
             availability::AvailabilityApi,
             appointments::AppointmentsApi,
             waitlist::WaitlistApi,
+            feed::FeedApi,
         )
     }
 }
