@@ -514,8 +514,15 @@ async fn availability_follows_hours_appointments_time_off_and_rooms() {
         ))
         .await;
     assert_eq!(garbage.status, StatusCode::UNPROCESSABLE_ENTITY);
-    // Another clinic cannot ask about this clinic's services.
+    // Another clinic's services do not exist here; malformed days name their field.
     let foreign = a.other_owner.get(&query).await;
-    assert_eq!(foreign.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(foreign.body["errors"][0]["field"], "service_ids");
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+    let malformed = a
+        .owner
+        .get(&format!(
+            "/api/v1/availability?service_ids={service}&from=monday&to={day}"
+        ))
+        .await;
+    assert_eq!(malformed.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(malformed.body["errors"][0]["field"], "from");
 }

@@ -238,23 +238,30 @@ struct Range {
     ends: DateTime<Utc>,
 }
 
-/// Loads the services of a visit, in order; 422 when one does not exist or is inactive.
+/// Loads the services of a visit, in order: 404 when one is not this clinic's, 422 when
+/// one is inactive.
 pub async fn visit_parts(conn: &mut Conn, ids: &[Uuid]) -> Result<Vec<VisitPart>, Error> {
     let mut parts = Vec::new();
     for id in ids {
-        let row: Option<(i32, i32)> = services::table
+        let row: Option<(i32, i32, bool)> = services::table
             .filter(services::id.eq(id))
-            .filter(services::active.eq(true))
-            .select((services::duration_minutes, services::buffer_after_minutes))
+            .select((
+                services::duration_minutes,
+                services::buffer_after_minutes,
+                services::active,
+            ))
             .first(conn)
             .await
             .optional()?;
-        let Some((duration, buffer)) = row else {
+        let Some((duration, buffer, active)) = row else {
+            return Err(Error::NotFound { what: "service" });
+        };
+        if !active {
             return Err(Error::invalid(
                 "service_ids",
-                format!("{id} is not an active service of this clinic"),
+                format!("active services only; {id} is inactive"),
             ));
-        };
+        }
         let resources = service_resources::table
             .filter(service_resources::service_id.eq(id))
             .select(service_resources::resource_id)

@@ -1,14 +1,12 @@
-//! The agenda module: the services catalog, rooms and equipment, working hours, time off
-//! and the clinic's calendar of holidays.
-//!
-//! FIXME: booking and the appointment life cycle (the no-double-booking constraints are
-//! already in the schema, and availability already counts appointments), recurring
-//! series, the waitlist, events, the calendar feed and the service API are the next steps
-//! of issue 4 and are not built yet.
+//! The agenda module: the services catalog, rooms and equipment, working hours, time off,
+//! the clinic's calendar of holidays, availability, and appointments — booked without
+//! double bookings (the database's exclusion constraints decide), with an explicit life
+//! cycle, recurring series, a waitlist, outbox events, per-professional calendar feeds and
+//! a service API for other modules ([`service`]).
 
 mod appointments;
 mod availability;
-pub mod booking;
+mod booking;
 mod catalog;
 mod feed;
 pub mod holidays;

@@ -339,8 +339,7 @@ impl WaitlistApi {
                     harmony_patients::service::find_by_id(conn, body.patient_id)
                         .await?
                         .ok_or(Error::NotFound { what: "patient" })?;
-                    let parts = availability::visit_parts(conn, &[body.service_id]).await;
-                    let parts = parts.map_err(|_| Error::NotFound { what: "service" })?;
+                    let parts = availability::visit_parts(conn, &[body.service_id]).await?;
                     if let Some(p) = body.professional_id
                         && !availability::performers(conn, &parts).await?.contains(&p)
                     {
