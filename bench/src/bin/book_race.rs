@@ -2,11 +2,11 @@
 //!
 //! Usage:
 //!   `book_race setup <base url> <owner token>` prepares the clinic (four professionals
-//!   working every day 08:00–20:00, a 30- and a 60-minute service, a patient) and prints
-//!   `service_30 service_60 patient professional...`;
+//!   working every day 08:00–20:00, a 30- and a 60-minute service, 50 patients) and
+//!   prints `service_30 service_60 professional... patient...`;
 //!   `book_race run <base url> <owner token> <clients> <seconds> <first day offset> <ids...>`
-//!   books for `seconds` from `clients` concurrent connections, each picking a professional,
-//!   a service and a start on the 30-minute grid of 60 days starting `first day offset`
+//!   books for `seconds` from `clients` concurrent connections, each picking a patient, a
+//!   professional, a service and a start on the 30-minute grid of 60 days starting `first day offset`
 //!   days from now, and prints `requests rps created conflicts other_4xx server_errors
 //!   failed`.
 
@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "bench-password-bench";
+/// Professionals and patients the setup creates.
+const PROFESSIONALS: usize = 4;
+const PATIENTS: usize = 50;
 
 async fn call(
     client: &reqwest::Client,
@@ -56,7 +59,7 @@ async fn setup(base: &str, token: &str) -> anyhow::Result<Vec<String>> {
     )
     .await?;
     let mut professionals = Vec::new();
-    for i in 0..4 {
+    for i in 0..PROFESSIONALS {
         let invited = call(
             &client,
             post.clone(),
@@ -101,16 +104,19 @@ async fn setup(base: &str, token: &str) -> anyhow::Result<Vec<String>> {
         .await?;
         out.push(id(&service, "id")?);
     }
-    let patient = call(
-        &client,
-        post,
-        format!("{base}/api/v1/patients"),
-        token,
-        json!({"full_name": "Paciente Bench"}),
-    )
-    .await?;
-    out.push(id(&patient, "id")?);
     out.extend(professionals);
+    // Bookings are for many patients, as at a clinic's front desk.
+    for i in 0..PATIENTS {
+        let patient = call(
+            &client,
+            post.clone(),
+            format!("{base}/api/v1/patients"),
+            token,
+            json!({"full_name": format!("Paciente Bench {i}")}),
+        )
+        .await?;
+        out.push(id(&patient, "id")?);
+    }
     Ok(out)
 }
 
@@ -154,7 +160,8 @@ async fn client(
     let today = chrono::Utc::now()
         .with_timezone(&chrono_tz::America::Sao_Paulo)
         .date_naive();
-    let professionals = &ids[3..];
+    let professionals = &ids[2..2 + PROFESSIONALS];
+    let patients = &ids[2 + PROFESSIONALS..];
     while Instant::now() < deadline {
         let day = today + chrono::Duration::days(first_day + random.below(60) as i64);
         let slot = random.below(22);
@@ -165,7 +172,8 @@ async fn client(
         );
         let service = &ids[random.below(2) as usize];
         let professional = &professionals[random.below(professionals.len() as u64) as usize];
-        let body = json!({"patient_id": ids[2], "service_ids": [service],
+        let patient = &patients[random.below(patients.len() as u64) as usize];
+        let body = json!({"patient_id": patient, "service_ids": [service],
                           "professional_id": professional, "start": start});
         let sent = http
             .post(format!("{base}/api/v1/appointments"))

@@ -161,22 +161,27 @@ pub async fn book(kernel: &Kernel, actor: &Actor, request: Booking) -> Result<Ap
                     booked_by: request.booked_by,
                     outside_hours: request.outside_hours,
                 };
-                let visit =
-                    match booking::insert_visit(conn, actor, &plan, at, request.notes.as_deref())
-                        .await?
-                    {
-                        Ok(visit) => visit,
-                        Err(refusal) => {
-                            return Err(booking::refusal_error(
-                                conn,
-                                &plan,
-                                request.start,
-                                refusal,
-                            )
-                            .await?);
-                        }
-                    };
-                let appointment = booking::load_one(conn, plan.zone, visit).await?;
+                let inserted =
+                    booking::insert_visit(conn, actor, &plan, at, request.notes.as_deref()).await?;
+                let rows = match inserted {
+                    Ok(rows) => rows,
+                    Err(refusal) => {
+                        return Err(
+                            booking::refusal_error(conn, &plan, request.start, refusal).await?
+                        );
+                    }
+                };
+                let visit = rows
+                    .as_slice()
+                    .first()
+                    .map(|(r, _)| r.visit_id)
+                    .unwrap_or_default();
+                let appointment =
+                    booking::assemble(plan.zone, &[visit], rows)
+                        .pop()
+                        .ok_or(Error::NotFound {
+                            what: "appointment",
+                        })?;
                 let mut event = AppointmentEvent::of(&appointment);
                 event.by = Some(request.booked_by);
                 events::publish(conn, tenant, "appointment.booked", &event).await?;
@@ -559,7 +564,7 @@ pub async fn book_series(
                     match booking::insert_visit(conn, actor, &plan, at, request.notes.as_deref())
                         .await?
                     {
-                        Ok(visit) => visits.push(visit),
+                        Ok(rows) => visits.extend(rows.as_slice().first().map(|(r, _)| r.visit_id)),
                         Err(refusal) => skipped.push(SkippedOccurrence {
                             start: local(start),
                             reason: refusal.code().into(),

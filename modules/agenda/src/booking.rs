@@ -67,8 +67,8 @@ pub struct Plan {
     pub zone: Tz,
     pub settings: AgendaSettings,
     pub visit: Vec<VisitPart>,
-    /// Price and currency of each service, in visit order.
-    prices: Vec<(i64, String)>,
+    /// Name, price and currency of each service, in visit order.
+    prices: Vec<(String, i64, String)>,
     pub patient_id: Uuid,
     pub professional_id: Uuid,
 }
@@ -92,30 +92,26 @@ pub async fn plan(
             "an active patient (this one is archived)",
         ));
     }
-    let rows: Vec<(Uuid, bool, i64, String)> = services::table
+    let rows: Vec<(Uuid, String, i64, String)> = services::table
         .filter(services::id.eq_any(service_ids))
         .select((
             services::id,
-            services::active,
+            services::name,
             services::price_cents,
             services::currency,
         ))
         .load(conn)
         .await?;
-    let mut prices = Vec::with_capacity(service_ids.len());
-    for id in service_ids {
-        let (_, active, price, currency) = rows
-            .iter()
-            .find(|r| r.0 == *id)
-            .ok_or(Error::NotFound { what: "service" })?;
-        if !active {
-            return Err(Error::invalid(
-                "service_ids",
-                format!("active services only; {id} is inactive"),
-            ));
-        }
-        prices.push((*price, currency.clone()));
-    }
+    let prices = service_ids
+        .iter()
+        .map(|id| {
+            rows.iter()
+                .find(|r| r.0 == *id)
+                .map(|(_, name, price, currency)| (name.clone(), *price, currency.clone()))
+                .ok_or(Error::NotFound { what: "service" })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // Inactive services are refused (422) here.
     let visit = availability::visit_parts(conn, service_ids).await?;
     if active_professionals(conn, &[professional_id])
         .await?
@@ -279,6 +275,39 @@ struct NewRow {
     notes: Option<String>,
     created_by: Option<Uuid>,
     booked_by: &'static str,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl NewRow {
+    /// The row as stored, with its service's name.
+    fn stored(&self, name: &str) -> (Row, String) {
+        let row = Row {
+            id: self.id,
+            visit_id: self.visit_id,
+            series_id: self.series_id,
+            patient_id: self.patient_id,
+            professional_id: self.professional_id,
+            service_id: self.service_id,
+            resource_id: self.resource_id,
+            during: self.during,
+            blocks: self.blocks,
+            status: Status::Scheduled.as_str().to_owned(),
+            price_cents: self.price_cents,
+            currency: self.currency.clone(),
+            notes: self.notes.clone(),
+            cancel_reason: None,
+            cancelled_by: None,
+            booked_by: self.booked_by.to_owned(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            confirmed_at: None,
+            checked_in_at: None,
+            completed_at: None,
+            cancelled_at: None,
+        };
+        (row, name.to_owned())
+    }
 }
 
 fn range(from: DateTime<Utc>, to: DateTime<Utc>) -> (Bound<DateTime<Utc>>, Bound<DateTime<Utc>>) {
@@ -340,15 +369,16 @@ pub struct Placement {
     pub outside_hours: bool,
 }
 
-/// Inserts a visit at `at.start`. A room taken by a concurrent booking is retried with
-/// another suitable room; a taken professional is final.
+/// Inserts a visit at `at.start` and returns its rows as stored. A room taken by a
+/// concurrent booking is retried with another suitable room; a taken professional is
+/// final.
 pub async fn insert_visit(
     conn: &mut Conn,
     actor: &Actor,
     plan: &Plan,
     at: Placement,
     notes: Option<&str>,
-) -> Result<Result<Uuid, Refusal>, Error> {
+) -> Result<Result<Vec<(Row, String)>, Refusal>, Error> {
     let visit_id = Uuid::now_v7();
     let mut attempt = 0;
     loop {
@@ -357,15 +387,14 @@ pub async fn insert_visit(
             Ok(rooms) => rooms,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        let rows: Vec<NewRow> = plan
-            .visit
-            .iter()
-            .zip(layout(&plan.visit, at.start))
+        let now = Utc::now();
+        let parts = plan.visit.iter().zip(layout(&plan.visit, at.start));
+        let rows: Vec<NewRow> = parts
             .zip(rooms)
             .zip(&plan.prices)
             .enumerate()
             .map(
-                |(i, (((part, (from, to, until)), room), (price, currency)))| NewRow {
+                |(i, (((part, (from, to, until)), room), (_, price, currency)))| NewRow {
                     tenant_id: actor.tenant_id,
                     // The first service's row carries the visit's id: lists page over those.
                     id: if i == 0 { visit_id } else { Uuid::now_v7() },
@@ -382,6 +411,8 @@ pub async fn insert_visit(
                     notes: notes.map(str::to_owned),
                     created_by: Some(actor.user_id),
                     booked_by: at.booked_by.as_str(),
+                    created_at: now,
+                    updated_at: now,
                 },
             )
             .collect();
@@ -391,11 +422,18 @@ pub async fn insert_visit(
                     .values(&rows)
                     .execute(c)
                     .await
+                    .map(|_| rows)
             })
         })
         .await?;
         match inserted {
-            Ok(_) => return Ok(Ok(visit_id)),
+            Ok(rows) => {
+                return Ok(Ok(rows
+                    .iter()
+                    .zip(&plan.prices)
+                    .map(|(row, (name, _, _))| row.stored(name))
+                    .collect()));
+            }
             Err(Refusal::NoResource) if attempt < 2 => attempt += 1,
             Err(refusal) => return Ok(Err(refusal)),
         }
@@ -423,17 +461,25 @@ pub async fn next_slots(
     )
     .await?;
     let local = |t: DateTime<Utc>| t.with_timezone(&plan.zone).fixed_offset();
-    Ok(availability::free_slots(&cal, &plan.visit, first, last)
-        .into_iter()
-        .filter(|s| s.start >= after)
-        .take(count)
-        .map(|s| AvailableSlot {
-            start: local(s.start),
-            end: local(s.end),
-            professional_id: plan.professional_id,
-            resource_ids: s.resources,
-        })
-        .collect())
+    let mut found = Vec::with_capacity(count);
+    let mut day = first;
+    // Day by day, stopping as soon as there are enough.
+    while day <= last && found.len() < count {
+        found.extend(
+            availability::free_slots(&cal, &plan.visit, day, day)
+                .into_iter()
+                .filter(|s| s.start >= after)
+                .take(count - found.len())
+                .map(|s| AvailableSlot {
+                    start: local(s.start),
+                    end: local(s.end),
+                    professional_id: plan.professional_id,
+                    resource_ids: s.resources,
+                }),
+        );
+        day += Duration::days(1);
+    }
+    Ok(found)
 }
 
 /// The answer to a refused start: 422 outside working hours, 409 with the next free starts

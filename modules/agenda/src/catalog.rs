@@ -384,6 +384,15 @@ async fn link(
 
 /// The clinic's settings, created with the defaults on first use.
 pub async fn settings(conn: &mut Conn, tenant: Uuid) -> Result<AgendaSettings, Error> {
+    let stored = agenda_settings::table
+        .find(tenant)
+        .select(AgendaSettings::as_select())
+        .first(conn)
+        .await
+        .optional()?;
+    if let Some(settings) = stored {
+        return Ok(settings);
+    }
     diesel::insert_into(agenda_settings::table)
         .values(agenda_settings::tenant_id.eq(tenant))
         .on_conflict_do_nothing()
