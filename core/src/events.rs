@@ -23,9 +23,10 @@ use crate::db::{Conn, DbError};
 use crate::error::Error;
 use crate::schema::outbox_events as oe;
 
-/// Writes an event to the outbox inside the caller's tenant transaction.
+/// Writes an event to the outbox inside the caller's tenant transaction. Takes a shared
+/// connection so that it can be pipelined with the change it reports.
 pub async fn publish(
-    conn: &mut Conn,
+    mut conn: &Conn,
     tenant_id: Uuid,
     topic: &str,
     payload: &impl Serialize,
@@ -39,7 +40,7 @@ pub async fn publish(
             oe::topic.eq(topic),
             oe::payload.eq(payload),
         ))
-        .execute(conn)
+        .execute(&mut conn)
         .await?;
     Ok(id)
 }

@@ -436,8 +436,8 @@ impl ZoneCache {
 }
 
 /// Which of `ids` are active members of the current clinic holding the professional role.
-/// Runs in a tenant transaction.
-pub async fn active_professionals(conn: &mut Conn, ids: &[Uuid]) -> Result<Vec<Uuid>, Error> {
+/// Runs in a tenant transaction; takes a shared connection so it can be pipelined.
+pub async fn active_professionals(mut conn: &Conn, ids: &[Uuid]) -> Result<Vec<Uuid>, Error> {
     Ok(memberships::table
         .inner_join(
             role_assignments::table.on(role_assignments::tenant_id
@@ -448,6 +448,6 @@ pub async fn active_professionals(conn: &mut Conn, ids: &[Uuid]) -> Result<Vec<U
         .filter(memberships::status.eq("active"))
         .filter(role_assignments::role.eq(Role::Professional.as_str()))
         .select(memberships::user_id)
-        .load(conn)
+        .load(&mut conn)
         .await?)
 }

@@ -19,6 +19,7 @@ use harmony_core::validate;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
+use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use scoped_futures::ScopedFutureExt;
 use serde::Serialize;
@@ -140,7 +141,8 @@ pub async fn book(kernel: &Kernel, actor: &Actor, request: Booking) -> Result<Ap
         require(kernel, actor, &perm::APPOINTMENTS_OVERRIDE).await?;
     }
     let tenant = actor.tenant_id;
-    kernel
+    let request = &request;
+    let booked = kernel
         .db
         .tenant(actor.scope(), |conn| {
             async move {
@@ -160,17 +162,13 @@ pub async fn book(kernel: &Kernel, actor: &Actor, request: Booking) -> Result<Ap
                     series_id: None,
                     booked_by: request.booked_by,
                     outside_hours: request.outside_hours,
+                    savepoint: false,
                 };
                 let inserted =
                     booking::insert_visit(conn, actor, &plan, at, request.notes.as_deref()).await?;
-                let rows = match inserted {
-                    Ok(rows) => rows,
-                    Err(refusal) => {
-                        return Err(
-                            booking::refusal_error(conn, &plan, request.start, refusal).await?
-                        );
-                    }
-                };
+                // A refusal may have aborted the transaction: leave it by the error path,
+                // which rolls back.
+                let rows = inserted.map_err(booking::Refusal::into_error)?;
                 let visit = rows
                     .as_slice()
                     .first()
@@ -184,13 +182,48 @@ pub async fn book(kernel: &Kernel, actor: &Actor, request: Booking) -> Result<Ap
                         })?;
                 let mut event = AppointmentEvent::of(&appointment);
                 event.by = Some(request.booked_by);
-                events::publish(conn, tenant, "appointment.booked", &event).await?;
-                waitlist::booked(conn, request.patient_id, &request.service_ids).await?;
+                let shared: &Conn = conn;
+                futures::try_join!(
+                    events::publish(shared, tenant, "appointment.booked", &event),
+                    waitlist::booked(shared, request.patient_id, &request.service_ids)
+                )?;
                 Ok(appointment)
             }
             .scope_boxed()
         })
-        .await
+        .await;
+    match booked {
+        Err(Error::Conflict { code, detail, .. })
+            if code == booking::Refusal::ProfessionalTaken.code()
+                || code == booking::Refusal::NoResource.code() =>
+        {
+            // What the caller can pick instead, read in a transaction of its own.
+            let slots = kernel
+                .db
+                .tenant(actor.scope(), |conn| {
+                    async move {
+                        let plan = booking::plan(
+                            conn,
+                            kernel,
+                            tenant,
+                            request.patient_id,
+                            &request.service_ids,
+                            request.professional_id,
+                        )
+                        .await?;
+                        booking::next_slots(conn, &plan, request.start, 5).await
+                    }
+                    .scope_boxed()
+                })
+                .await?;
+            Err(Error::Conflict {
+                code,
+                detail,
+                extra: Some(serde_json::json!({ "next_slots": slots.to_json() })),
+            })
+        }
+        other => other,
+    }
 }
 
 /// Why and by whom an appointment is cancelled.
@@ -560,6 +593,7 @@ pub async fn book_series(
                         series_id: Some(series_id),
                         booked_by: request.booked_by,
                         outside_hours: request.outside_hours,
+                        savepoint: true,
                     };
                     match booking::insert_visit(conn, actor, &plan, at, request.notes.as_deref())
                         .await?

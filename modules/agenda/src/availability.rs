@@ -6,7 +6,6 @@
 use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use diesel::prelude::*;
-use diesel::sql_types::{Nullable, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use harmony_core::Kernel;
 use harmony_core::auth::BearerAuth;
@@ -23,7 +22,8 @@ use uuid::Uuid;
 use crate::catalog::AgendaSettings;
 use crate::holidays::{self, HolidayKind};
 use crate::schema::{
-    calendar_days, service_professionals, service_resources, services, working_hours,
+    appointments, calendar_days, service_professionals, service_resources, services, time_off,
+    working_hours,
 };
 use crate::{AgendaTags, perm};
 
@@ -228,76 +228,87 @@ fn try_start(cal: &Calendar, visit: &[VisitPart], day: NaiveDate, minute: i64) -
     })
 }
 
-#[derive(diesel::QueryableByName)]
 struct Range {
-    #[diesel(sql_type = Nullable<SqlUuid>)]
     owner: Option<Uuid>,
-    #[diesel(sql_type = Timestamptz)]
     starts: DateTime<Utc>,
-    #[diesel(sql_type = Timestamptz)]
     ends: DateTime<Utc>,
 }
 
 /// Loads the services of a visit, in order: 404 when one is not this clinic's, 422 when
-/// one is inactive.
-pub async fn visit_parts(conn: &mut Conn, ids: &[Uuid]) -> Result<Vec<VisitPart>, Error> {
-    let mut parts = Vec::new();
-    for id in ids {
-        let row: Option<(i32, i32, bool)> = services::table
-            .filter(services::id.eq(id))
+/// one is inactive. Two queries, pipelined.
+pub async fn visit_parts(conn: &Conn, ids: &[Uuid]) -> Result<Vec<VisitPart>, Error> {
+    let services = async {
+        let mut c = conn;
+        services::table
+            .filter(services::id.eq_any(ids))
             .select((
+                services::id,
                 services::duration_minutes,
                 services::buffer_after_minutes,
                 services::active,
             ))
-            .first(conn)
+            .load::<(Uuid, i32, i32, bool)>(&mut c)
             .await
-            .optional()?;
-        let Some((duration, buffer, active)) = row else {
-            return Err(Error::NotFound { what: "service" });
-        };
-        if !active {
-            return Err(Error::invalid(
-                "service_ids",
-                format!("active services only; {id} is inactive"),
-            ));
-        }
-        let resources = service_resources::table
-            .filter(service_resources::service_id.eq(id))
-            .select(service_resources::resource_id)
-            .load(conn)
-            .await?;
-        parts.push(VisitPart {
-            service_id: *id,
-            duration: Duration::minutes(i64::from(duration)),
-            buffer_after: Duration::minutes(i64::from(buffer)),
-            resources,
-        });
-    }
-    Ok(parts)
+            .map_err(Error::from)
+    };
+    let needs = async {
+        let mut c = conn;
+        service_resources::table
+            .filter(service_resources::service_id.eq_any(ids))
+            .select((
+                service_resources::service_id,
+                service_resources::resource_id,
+            ))
+            .load::<(Uuid, Uuid)>(&mut c)
+            .await
+            .map_err(Error::from)
+    };
+    let (services, needs) = futures::try_join!(services, needs)?;
+    ids.iter()
+        .map(|id| {
+            let Some(&(_, duration, buffer, active)) = services.iter().find(|s| s.0 == *id) else {
+                return Err(Error::NotFound { what: "service" });
+            };
+            if !active {
+                return Err(Error::invalid(
+                    "service_ids",
+                    format!("active services only; {id} is inactive"),
+                ));
+            }
+            Ok(VisitPart {
+                service_id: *id,
+                duration: Duration::minutes(i64::from(duration)),
+                buffer_after: Duration::minutes(i64::from(buffer)),
+                resources: needs
+                    .iter()
+                    .filter(|(s, _)| s == id)
+                    .map(|(_, r)| *r)
+                    .collect(),
+            })
+        })
+        .collect()
 }
 
-/// The professionals who perform every service of the visit.
-pub async fn performers(conn: &mut Conn, visit: &[VisitPart]) -> Result<Vec<Uuid>, Error> {
-    let ids: Vec<Uuid> = visit.iter().map(|p| p.service_id).collect();
+/// The professionals who perform every one of `services`.
+pub async fn performers(mut conn: &Conn, services: &[Uuid]) -> Result<Vec<Uuid>, Error> {
     let links: Vec<(Uuid, Uuid)> = service_professionals::table
-        .filter(service_professionals::service_id.eq_any(&ids))
+        .filter(service_professionals::service_id.eq_any(services))
         .select((
             service_professionals::professional_id,
             service_professionals::service_id,
         ))
-        .load(conn)
+        .load(&mut conn)
         .await?;
     let mut people: Vec<Uuid> = links.iter().map(|(p, _)| *p).collect();
     people.sort();
     people.dedup();
-    people.retain(|p| ids.iter().all(|s| links.contains(&(*p, *s))));
+    people.retain(|p| services.iter().all(|s| links.contains(&(*p, *s))));
     Ok(people)
 }
 
 /// Builds the calendar of `professional` for the UTC window `[from, to)`.
 pub async fn load_calendar(
-    conn: &mut Conn,
+    conn: &Conn,
     zone: Tz,
     settings: &AgendaSettings,
     professional: Uuid,
@@ -312,20 +323,107 @@ pub async fn load_calendar(
         .map_or(now, |t| t.with_timezone(&Utc));
     let window_to = window_from + Duration::days((days.1 - days.0).num_days() + 2);
 
-    let week: Vec<(i16, NaiveTime, NaiveTime)> = working_hours::table
-        .filter(working_hours::professional_id.eq(professional))
-        .select((
-            working_hours::weekday,
-            working_hours::starts_at,
-            working_hours::ends_at,
-        ))
-        .load(conn)
-        .await?;
-    let overrides: Vec<(NaiveDate, bool)> = calendar_days::table
-        .filter(calendar_days::day.between(days.0, days.1))
-        .select((calendar_days::day, calendar_days::open))
-        .load(conn)
-        .await?;
+    // Only timestamp comparisons, which row-level security lets the indexes use; one
+    // service never blocks more than a day, which bounds the index range. All queries go
+    // out together.
+    let lookback = window_from - Duration::days(1);
+    let mut needed: Vec<Uuid> = visit.iter().flat_map(|p| p.resources.clone()).collect();
+    needed.sort();
+    needed.dedup();
+    let ignoring = ignoring.unwrap_or(Uuid::nil());
+    let week = async {
+        let mut c = conn;
+        working_hours::table
+            .filter(working_hours::professional_id.eq(professional))
+            .select((
+                working_hours::weekday,
+                working_hours::starts_at,
+                working_hours::ends_at,
+            ))
+            .load::<(i16, NaiveTime, NaiveTime)>(&mut c)
+            .await
+    };
+    let overrides = async {
+        let mut c = conn;
+        calendar_days::table
+            .filter(calendar_days::day.between(days.0, days.1))
+            .select((calendar_days::day, calendar_days::open))
+            .load::<(NaiveDate, bool)>(&mut c)
+            .await
+    };
+    let booked = async {
+        let mut c = conn;
+        appointments::table
+            .filter(appointments::professional_id.eq(professional))
+            .filter(appointments::blocked_from.ge(lookback))
+            .filter(appointments::blocked_from.lt(window_to))
+            .filter(appointments::blocked_until.gt(window_from))
+            .filter(appointments::status.ne("cancelled"))
+            .filter(appointments::visit_id.ne(ignoring))
+            .select((appointments::blocked_from, appointments::blocked_until))
+            .load::<(DateTime<Utc>, DateTime<Utc>)>(&mut c)
+            .await
+    };
+    let off = async {
+        let mut c = conn;
+        time_off::table
+            .filter(
+                time_off::professional_id
+                    .eq(professional)
+                    .or(time_off::professional_id
+                        .is_null()
+                        .and(time_off::resource_id.is_null())),
+            )
+            .filter(time_off::starts_at.lt(window_to))
+            .filter(time_off::ends_at.gt(window_from))
+            .select((
+                time_off::professional_id,
+                time_off::starts_at,
+                time_off::ends_at,
+            ))
+            .load::<(Option<Uuid>, DateTime<Utc>, DateTime<Utc>)>(&mut c)
+            .await
+    };
+    let rooms_booked = async {
+        if needed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = conn;
+        appointments::table
+            .filter(appointments::resource_id.eq_any(&needed))
+            .filter(appointments::blocked_from.ge(lookback))
+            .filter(appointments::blocked_from.lt(window_to))
+            .filter(appointments::blocked_until.gt(window_from))
+            .filter(appointments::status.ne("cancelled"))
+            .filter(appointments::visit_id.ne(ignoring))
+            .select((
+                appointments::resource_id,
+                appointments::blocked_from,
+                appointments::blocked_until,
+            ))
+            .load::<(Option<Uuid>, DateTime<Utc>, DateTime<Utc>)>(&mut c)
+            .await
+    };
+    let rooms_off = async {
+        if needed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = conn;
+        time_off::table
+            .filter(time_off::resource_id.eq_any(&needed))
+            .filter(time_off::starts_at.lt(window_to))
+            .filter(time_off::ends_at.gt(window_from))
+            .select((
+                time_off::resource_id,
+                time_off::starts_at,
+                time_off::ends_at,
+            ))
+            .load::<(Option<Uuid>, DateTime<Utc>, DateTime<Utc>)>(&mut c)
+            .await
+    };
+    let (week, overrides, booked, off, rooms_booked, rooms_off) =
+        futures::try_join!(week, overrides, booked, off, rooms_booked, rooms_off)?;
+
     let mut closed = Vec::new();
     let mut day = days.0;
     while day <= days.1 {
@@ -339,59 +437,21 @@ pub async fn load_calendar(
         }
         day += Duration::days(1);
     }
-
-    // Only timestamp comparisons, which row-level security lets the indexes use; one
-    // service never blocks more than a day, which bounds the index range.
-    let lookback = window_from - Duration::days(1);
-    let booked: Vec<Range> = diesel::sql_query(
-        "SELECT professional_id AS owner, blocked_from AS starts, blocked_until AS ends \
-           FROM appointments \
-          WHERE professional_id = $1 AND blocked_from >= $4 AND blocked_from < $3 \
-            AND blocked_until > $2 AND status <> 'cancelled' \
-            AND ($5::uuid IS NULL OR visit_id <> $5)",
-    )
-    .bind::<SqlUuid, _>(professional)
-    .bind::<Timestamptz, _>(window_from)
-    .bind::<Timestamptz, _>(window_to)
-    .bind::<Timestamptz, _>(lookback)
-    .bind::<Nullable<SqlUuid>, _>(ignoring)
-    .load(conn)
-    .await?;
-    let off: Vec<Range> = diesel::sql_query(
-        "SELECT professional_id AS owner, starts_at AS starts, ends_at AS ends FROM time_off \
-          WHERE (professional_id = $1 OR (professional_id IS NULL AND resource_id IS NULL)) \
-            AND starts_at < $3 AND ends_at > $2",
-    )
-    .bind::<SqlUuid, _>(professional)
-    .bind::<Timestamptz, _>(window_from)
-    .bind::<Timestamptz, _>(window_to)
-    .load(conn)
-    .await?;
-
-    let mut needed: Vec<Uuid> = visit.iter().flat_map(|p| p.resources.clone()).collect();
-    needed.sort();
-    needed.dedup();
-    let resource_rows: Vec<Range> = if needed.is_empty() {
-        Vec::new()
-    } else {
-        diesel::sql_query(
-            "SELECT resource_id AS owner, blocked_from AS starts, blocked_until AS ends \
-               FROM appointments \
-              WHERE resource_id = ANY($1) AND blocked_from >= $4 AND blocked_from < $3 \
-                AND blocked_until > $2 AND status <> 'cancelled' \
-                AND ($5::uuid IS NULL OR visit_id <> $5) \
-             UNION ALL \
-             SELECT resource_id, starts_at, ends_at FROM time_off \
-              WHERE resource_id = ANY($1) AND starts_at < $3 AND ends_at > $2",
-        )
-        .bind::<diesel::sql_types::Array<SqlUuid>, _>(&needed)
-        .bind::<Timestamptz, _>(window_from)
-        .bind::<Timestamptz, _>(window_to)
-        .bind::<Timestamptz, _>(lookback)
-        .bind::<Nullable<SqlUuid>, _>(ignoring)
-        .load(conn)
-        .await?
+    let range = |owner: Option<Uuid>, starts, ends| Range {
+        owner,
+        starts,
+        ends,
     };
+    let booked: Vec<Range> = booked
+        .into_iter()
+        .map(|(s, e)| range(Some(professional), s, e))
+        .collect();
+    let off: Vec<Range> = off.into_iter().map(|(o, s, e)| range(o, s, e)).collect();
+    let resource_rows: Vec<Range> = rooms_booked
+        .into_iter()
+        .chain(rooms_off)
+        .map(|(o, s, e)| range(o, s, e))
+        .collect();
     let clinic_wide: Vec<Busy> = off
         .iter()
         .filter(|r| r.owner.is_none())
@@ -491,7 +551,7 @@ pub async fn find(
     let zone = kernel.zones.zone(conn, tenant).await?;
     let settings = crate::catalog::settings(conn, tenant).await?;
     let visit = visit_parts(conn, service_ids).await?;
-    let mut people = performers(conn, &visit).await?;
+    let mut people = performers(conn, service_ids).await?;
     if let Some(wanted) = professional {
         if !people.contains(&wanted) {
             return Err(Error::invalid(

@@ -83,25 +83,38 @@ pub async fn plan(
     service_ids: &[Uuid],
     professional_id: Uuid,
 ) -> Result<Plan, Error> {
-    let patient = harmony_patients::service::find_by_id(conn, patient_id)
-        .await?
-        .ok_or(Error::NotFound { what: "patient" })?;
+    // Everything a booking refers to, asked for at once.
+    let shared: &Conn = conn;
+    let patient = harmony_patients::service::find_by_id(shared, patient_id);
+    let names = async {
+        let mut c = shared;
+        services::table
+            .filter(services::id.eq_any(service_ids))
+            .select((
+                services::id,
+                services::name,
+                services::price_cents,
+                services::currency,
+            ))
+            .load::<(Uuid, String, i64, String)>(&mut c)
+            .await
+            .map_err(Error::from)
+    };
+    let visit = availability::visit_parts(shared, service_ids);
+    let active = active_professionals(shared, std::slice::from_ref(&professional_id));
+    let performers = availability::performers(shared, service_ids);
+    let settings = catalog::settings(shared, tenant);
+    let zone = kernel.zones.zone(shared, tenant);
+    let (patient, rows, visit, active, performers, settings, zone) =
+        futures::try_join!(patient, names, visit, active, performers, settings, zone)?;
+
+    let patient = patient.ok_or(Error::NotFound { what: "patient" })?;
     if patient.status != "active" {
         return Err(Error::invalid(
             "patient_id",
             "an active patient (this one is archived)",
         ));
     }
-    let rows: Vec<(Uuid, String, i64, String)> = services::table
-        .filter(services::id.eq_any(service_ids))
-        .select((
-            services::id,
-            services::name,
-            services::price_cents,
-            services::currency,
-        ))
-        .load(conn)
-        .await?;
     let prices = service_ids
         .iter()
         .map(|id| {
@@ -111,28 +124,20 @@ pub async fn plan(
                 .ok_or(Error::NotFound { what: "service" })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    // Inactive services are refused (422) here.
-    let visit = availability::visit_parts(conn, service_ids).await?;
-    if active_professionals(conn, &[professional_id])
-        .await?
-        .is_empty()
-    {
+    if active.is_empty() {
         return Err(Error::NotFound {
             what: "professional",
         });
     }
-    if !availability::performers(conn, &visit)
-        .await?
-        .contains(&professional_id)
-    {
+    if !performers.contains(&professional_id) {
         return Err(Error::invalid(
             "professional_id",
             "a professional who performs every service of the visit",
         ));
     }
     Ok(Plan {
-        zone: kernel.zones.zone(conn, tenant).await?,
-        settings: catalog::settings(conn, tenant).await?,
+        zone,
+        settings,
         visit,
         prices,
         patient_id,
@@ -213,6 +218,26 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// The answer to a refused start, without the next free starts: 422 outside working
+    /// hours, 409 when the time is taken.
+    pub fn into_error(self) -> Error {
+        match self {
+            Refusal::OutsideHours => Error::invalid(
+                "start",
+                "a start within the professional's working hours, on a day the clinic is \
+                 open and outside time off (see GET /api/v1/availability)",
+            ),
+            Refusal::NoResource => Error::conflict(
+                self.code(),
+                "no suitable room or equipment is free at that time",
+            ),
+            Refusal::ProfessionalTaken => Error::conflict(
+                self.code(),
+                "the professional is already booked at that time",
+            ),
+        }
+    }
+
     pub fn code(self) -> &'static str {
         match self {
             Refusal::OutsideHours => "outside_hours",
@@ -236,20 +261,32 @@ fn overlap(err: &DieselError) -> Option<Refusal> {
 }
 
 /// Runs `statements` inside a savepoint; an overlap refused by the database rolls back to
-/// it and comes back as `Err(refusal)`, leaving the transaction usable.
-async fn guarded<T, F>(conn: &mut Conn, statements: F) -> Result<Result<T, Refusal>, Error>
+/// it and comes back as `Err(refusal)`, leaving the transaction usable. Without a
+/// savepoint (`savepoint == false`, two round trips fewer) a refusal leaves the
+/// transaction aborted: the caller must end it without another statement.
+async fn guarded<T, F>(
+    conn: &mut Conn,
+    savepoint: bool,
+    statements: F,
+) -> Result<Result<T, Refusal>, Error>
 where
     F: for<'c> FnOnce(&'c mut Conn) -> futures::future::BoxFuture<'c, Result<T, DieselError>>,
 {
-    conn.batch_execute("SAVEPOINT booking").await?;
+    if savepoint {
+        conn.batch_execute("SAVEPOINT booking").await?;
+    }
     match statements(conn).await {
         Ok(value) => {
-            conn.batch_execute("RELEASE SAVEPOINT booking").await?;
+            if savepoint {
+                conn.batch_execute("RELEASE SAVEPOINT booking").await?;
+            }
             Ok(Ok(value))
         }
         Err(err) => match overlap(&err) {
             Some(refusal) => {
-                conn.batch_execute("ROLLBACK TO SAVEPOINT booking").await?;
+                if savepoint {
+                    conn.batch_execute("ROLLBACK TO SAVEPOINT booking").await?;
+                }
                 Ok(Err(refusal))
             }
             None => Err(err.into()),
@@ -367,6 +404,9 @@ pub struct Placement {
     pub series_id: Option<Uuid>,
     pub booked_by: Party,
     pub outside_hours: bool,
+    /// Insert inside a savepoint, so that a refusal leaves the transaction usable (for a
+    /// series, which goes on with the next occurrence).
+    pub savepoint: bool,
 }
 
 /// Inserts a visit at `at.start` and returns its rows as stored. A room taken by a
@@ -416,7 +456,7 @@ pub async fn insert_visit(
                 },
             )
             .collect();
-        let inserted = guarded(conn, |c| {
+        let inserted = guarded(conn, at.savepoint, |c| {
             Box::pin(async move {
                 diesel::insert_into(appointments::table)
                     .values(&rows)
@@ -434,7 +474,7 @@ pub async fn insert_visit(
                     .map(|(row, (name, _, _))| row.stored(name))
                     .collect()));
             }
-            Err(Refusal::NoResource) if attempt < 2 => attempt += 1,
+            Err(Refusal::NoResource) if at.savepoint && attempt < 2 => attempt += 1,
             Err(refusal) => return Ok(Err(refusal)),
         }
     }
@@ -483,28 +523,21 @@ pub async fn next_slots(
 }
 
 /// The answer to a refused start: 422 outside working hours, 409 with the next free starts
-/// when the time is taken.
+/// when the time is taken. For callers whose transaction is still usable.
 pub async fn refusal_error(
     conn: &mut Conn,
     plan: &Plan,
     start: DateTime<Utc>,
     refusal: Refusal,
 ) -> Result<Error, Error> {
-    if refusal == Refusal::OutsideHours {
-        return Ok(Error::invalid(
-            "start",
-            "a start within the professional's working hours, on a day the clinic is open \
-             and outside time off (see GET /api/v1/availability)",
-        ));
-    }
-    let slots = next_slots(conn, plan, start, 5).await?;
-    let detail = match refusal {
-        Refusal::NoResource => "no suitable room or equipment is free at that time",
-        _ => "the professional is already booked at that time",
+    let error = refusal.into_error();
+    let Error::Conflict { code, detail, .. } = error else {
+        return Ok(error);
     };
+    let slots = next_slots(conn, plan, start, 5).await?;
     Ok(Error::Conflict {
-        code: refusal.code(),
-        detail: detail.into(),
+        code,
+        detail,
         extra: Some(serde_json::json!({ "next_slots": slots.to_json() })),
     })
 }
@@ -784,7 +817,7 @@ pub async fn move_visit(
             moves.reverse();
         }
         let professional = plan.professional_id;
-        let moved = guarded(conn, |c| {
+        let moved = guarded(conn, true, |c| {
             Box::pin(async move {
                 let now = Utc::now();
                 for (id, during, blocks, room) in moves {

@@ -383,11 +383,11 @@ async fn link(
 }
 
 /// The clinic's settings, created with the defaults on first use.
-pub async fn settings(conn: &mut Conn, tenant: Uuid) -> Result<AgendaSettings, Error> {
+pub async fn settings(mut conn: &Conn, tenant: Uuid) -> Result<AgendaSettings, Error> {
     let stored = agenda_settings::table
         .find(tenant)
         .select(AgendaSettings::as_select())
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?;
     if let Some(settings) = stored {
@@ -396,12 +396,12 @@ pub async fn settings(conn: &mut Conn, tenant: Uuid) -> Result<AgendaSettings, E
     diesel::insert_into(agenda_settings::table)
         .values(agenda_settings::tenant_id.eq(tenant))
         .on_conflict_do_nothing()
-        .execute(conn)
+        .execute(&mut conn)
         .await?;
     Ok(agenda_settings::table
         .find(tenant)
         .select(AgendaSettings::as_select())
-        .first(conn)
+        .first(&mut conn)
         .await?)
 }
 

@@ -147,7 +147,7 @@ fn suits(periods: &[Period], weekday: u32, time: NaiveTime) -> bool {
 }
 
 /// Marks the patient's waiting entries for these services as booked.
-pub async fn booked(conn: &mut Conn, patient: Uuid, services: &[Uuid]) -> Result<(), Error> {
+pub async fn booked(mut conn: &Conn, patient: Uuid, services: &[Uuid]) -> Result<(), Error> {
     diesel::update(
         we::table
             .filter(we::patient_id.eq(patient))
@@ -155,7 +155,7 @@ pub async fn booked(conn: &mut Conn, patient: Uuid, services: &[Uuid]) -> Result
             .filter(we::status.eq_any(["waiting", "notified"])),
     )
     .set((we::status.eq("booked"), we::updated_at.eq(Utc::now())))
-    .execute(conn)
+    .execute(&mut conn)
     .await?;
     Ok(())
 }
@@ -339,9 +339,11 @@ impl WaitlistApi {
                     harmony_patients::service::find_by_id(conn, body.patient_id)
                         .await?
                         .ok_or(Error::NotFound { what: "patient" })?;
-                    let parts = availability::visit_parts(conn, &[body.service_id]).await?;
+                    availability::visit_parts(conn, &[body.service_id]).await?;
                     if let Some(p) = body.professional_id
-                        && !availability::performers(conn, &parts).await?.contains(&p)
+                        && !availability::performers(conn, &[body.service_id])
+                            .await?
+                            .contains(&p)
                     {
                         return Err(Error::invalid(
                             "professional_id",

@@ -44,8 +44,9 @@ fn reference(
     }
 }
 
-/// The patient with this id in the current clinic.
-pub async fn find_by_id(conn: &mut Conn, id: Uuid) -> Result<Option<PatientRef>, Error> {
+/// The patient with this id in the current clinic. Takes a shared connection so that it
+/// can be pipelined.
+pub async fn find_by_id(mut conn: &Conn, id: Uuid) -> Result<Option<PatientRef>, Error> {
     let row = patients::table
         .filter(patients::id.eq(id))
         .select((
@@ -54,7 +55,7 @@ pub async fn find_by_id(conn: &mut Conn, id: Uuid) -> Result<Option<PatientRef>,
             patients::nickname,
             patients::status,
         ))
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?;
     Ok(row.map(reference))
