@@ -100,6 +100,16 @@ impl From<diesel::result::Error> for Error {
                 "concurrent_update",
                 "the resource changed concurrently; retry",
             ),
+            // SQLSTATE 40P01, which diesel reports only by its message: PostgreSQL aborted
+            // this transaction to break a lock cycle; the other one went on.
+            D::DatabaseError(Kind::Unknown, info)
+                if info.message().starts_with("deadlock detected") =>
+            {
+                Error::conflict(
+                    "concurrent_update",
+                    "the resource changed concurrently; retry",
+                )
+            }
             other => Error::Internal(other.into()),
         }
     }

@@ -248,6 +248,11 @@ impl Refusal {
 }
 
 /// Which exclusion constraint refused a row, if that is what `err` is.
+///
+/// Two bookings racing for overlapping times can also meet in a deadlock: each inserts
+/// its row into the constraint's index, sees the other's and waits for it. PostgreSQL
+/// aborts one (SQLSTATE 40P01, "deadlock detected"; diesel does not expose the code) and
+/// the other goes on, so for the aborted one the time is taken.
 fn overlap(err: &DieselError) -> Option<Refusal> {
     match err {
         DieselError::DatabaseError(DatabaseErrorKind::ExclusionViolation, info) => {
@@ -255,6 +260,11 @@ fn overlap(err: &DieselError) -> Option<Refusal> {
                 Some("appointments_resource_no_overlap") => Some(Refusal::NoResource),
                 _ => Some(Refusal::ProfessionalTaken),
             }
+        }
+        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info)
+            if info.message().starts_with("deadlock detected") =>
+        {
+            Some(Refusal::ProfessionalTaken)
         }
         _ => None,
     }
