@@ -548,10 +548,13 @@ pub async fn find(
     if (to - from).num_days() >= MAX_RANGE_DAYS {
         return Err(Error::invalid("to", "at most 62 days after `from`"));
     }
-    let zone = kernel.zones.zone(conn, tenant).await?;
-    let settings = crate::catalog::settings(conn, tenant).await?;
-    let visit = visit_parts(conn, service_ids).await?;
-    let mut people = performers(conn, service_ids).await?;
+    let shared: &Conn = conn;
+    let (zone, settings, visit, mut people) = futures::try_join!(
+        kernel.zones.zone(shared, tenant),
+        crate::catalog::settings(shared, tenant),
+        visit_parts(shared, service_ids),
+        performers(shared, service_ids),
+    )?;
     if let Some(wanted) = professional {
         if !people.contains(&wanted) {
             return Err(Error::invalid(
@@ -621,9 +624,10 @@ impl AvailabilityApi {
         );
         let kernel_ref: &Kernel = &kernel;
         let tenant = actor.tenant_id;
+        // Reads only: no transaction around them.
         let availability = kernel
             .db
-            .tenant(actor.scope(), |conn| {
+            .tenant_read(actor.scope(), |conn| {
                 async move { find(conn, kernel_ref, tenant, &ids, days, professional_id.0).await }
                     .scope_boxed()
             })
