@@ -168,7 +168,7 @@ async fn client(
         let start = format!(
             "{day}T{:02}:{:02}:00-03:00",
             8 + slot / 2,
-            if slot % 2 == 0 { 0 } else { 30 }
+            if slot.is_multiple_of(2) { 0 } else { 30 }
         );
         let service = &ids[random.below(2) as usize];
         let professional = &professionals[random.below(professionals.len() as u64) as usize];
