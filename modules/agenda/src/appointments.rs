@@ -197,10 +197,11 @@ pub async fn book(kernel: &Kernel, actor: &Actor, request: Booking) -> Result<Ap
             if code == booking::Refusal::ProfessionalTaken.code()
                 || code == booking::Refusal::NoResource.code() =>
         {
-            // What the caller can pick instead, read in a transaction of its own.
+            // What the caller can pick instead, read afterwards (reads only: no
+            // transaction around them).
             let slots = kernel
                 .db
-                .tenant(actor.scope(), |conn| {
+                .tenant_read(actor.scope(), |conn| {
                     async move {
                         let plan = booking::plan(
                             conn,
