@@ -49,25 +49,7 @@ pub async fn record_all(
     actor: &Actor,
     accesses: &[Access<'_>],
 ) -> Result<(), Error> {
-    let ip = actor.request.ip.map(IpNet::from);
-    let rows: Vec<_> = accesses
-        .iter()
-        .map(|access| {
-            (
-                ae::tenant_id.eq(actor.tenant_id),
-                ae::id.eq(Uuid::now_v7()),
-                ae::actor_kind.eq(actor.kind.as_str()),
-                ae::actor_id.eq(actor.user_id),
-                ae::subject_kind.eq(access.subject_kind),
-                ae::subject_id.eq(access.subject_id),
-                ae::resource.eq(access.resource),
-                ae::action.eq(access.action),
-                ae::ip.eq(ip),
-                ae::user_agent.eq(actor.request.user_agent.as_deref()),
-                ae::request_id.eq(&actor.request.request_id),
-            )
-        })
-        .collect();
+    let rows: Vec<NewEvent> = accesses.iter().map(|a| NewEvent::of(actor, a)).collect();
     diesel::insert_into(ae::table)
         .values(rows)
         .execute(&mut conn)
@@ -110,6 +92,24 @@ struct NewEvent {
     request_id: Option<String>,
 }
 
+impl NewEvent {
+    fn of(actor: &Actor, access: &Access<'_>) -> Self {
+        NewEvent {
+            tenant_id: actor.tenant_id,
+            id: Uuid::now_v7(),
+            actor_kind: actor.kind.as_str(),
+            actor_id: Some(actor.user_id),
+            subject_kind: access.subject_kind.map(str::to_owned),
+            subject_id: access.subject_id,
+            resource: access.resource.to_owned(),
+            action: access.action.to_owned(),
+            ip: actor.request.ip.map(IpNet::from),
+            user_agent: actor.request.user_agent.clone(),
+            request_id: Some(actor.request.request_id.clone()),
+        }
+    }
+}
+
 /// The most records one batch writes.
 const BATCH: usize = 512;
 
@@ -148,26 +148,12 @@ impl AuditJournal {
 
     /// Records `actor`'s reads; returns once they are committed.
     pub async fn reads(&self, actor: &Actor, accesses: &[Access<'_>]) -> Result<(), Error> {
-        let ip = actor.request.ip.map(IpNet::from);
         let mut waits = Vec::with_capacity(accesses.len());
         for access in accesses {
             let (done, wait) = oneshot::channel();
-            let row = NewEvent {
-                tenant_id: actor.tenant_id,
-                id: Uuid::now_v7(),
-                actor_kind: actor.kind.as_str(),
-                actor_id: Some(actor.user_id),
-                subject_kind: access.subject_kind.map(str::to_owned),
-                subject_id: access.subject_id,
-                resource: access.resource.to_owned(),
-                action: access.action.to_owned(),
-                ip,
-                user_agent: actor.request.user_agent.clone(),
-                request_id: Some(actor.request.request_id.clone()),
-            };
             let pending = Pending {
                 tenant: actor.tenant_id,
-                row,
+                row: NewEvent::of(actor, access),
                 done,
             };
             self.queue

@@ -120,13 +120,19 @@ impl Kernel {
     ///
     /// Every endpoint calls this first. A refusal is a 403, and is logged.
     pub async fn authorize(&self, auth: &BearerAuth, permission: &Permission) -> Result<Actor> {
-        let actor = &auth.0;
+        self.require(&auth.0, permission).await?;
+        Ok(auth.0.clone())
+    }
+
+    /// Verifies that `actor` may use `permission`: for code acting for someone without a
+    /// bearer token (modules' service APIs). A refusal is a 403, and is logged.
+    pub async fn require(&self, actor: &Actor, permission: &Permission) -> Result<()> {
         if self
             .rbac
             .is_allowed(actor.tenant_id, actor.user_id, permission)
             .await
         {
-            return Ok(actor.clone());
+            return Ok(());
         }
         tracing::warn!(
             "tenant.id" = %actor.tenant_id,

@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::support::TestApp;
+use crate::support::{TestApp, a_monday};
 
 fn laser(professional: Uuid, room: &Value) -> Value {
     json!({
@@ -384,19 +384,6 @@ async fn scheduling_settings_have_defaults_and_bounds() {
         a.other_owner.get("/api/v1/agenda-settings").await.body["granularity_minutes"],
         15
     );
-}
-
-/// The next Monday at least a week away, in São Paulo.
-fn a_monday() -> chrono::NaiveDate {
-    use chrono::Datelike;
-    let mut day = chrono::Utc::now()
-        .with_timezone(&chrono_tz::America::Sao_Paulo)
-        .date_naive()
-        + chrono::Duration::days(7);
-    while day.weekday() != chrono::Weekday::Mon || harmony_agenda::holidays::on(day).is_some() {
-        day += chrono::Duration::days(1);
-    }
-    day
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,20 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::support::{Actors, Caller, Reply, TestApp};
-
-/// The next Monday at least a week away that is not a holiday, in São Paulo.
-fn a_monday() -> NaiveDate {
-    use chrono::Datelike;
-    let mut day = chrono::Utc::now()
-        .with_timezone(&chrono_tz::America::Sao_Paulo)
-        .date_naive()
-        + Duration::days(7);
-    while day.weekday() != chrono::Weekday::Mon || harmony_agenda::holidays::on(day).is_some() {
-        day += Duration::days(1);
-    }
-    day
-}
+use crate::support::{Actors, Caller, Reply, TestApp, a_monday};
 
 fn at(day: NaiveDate, hhmm: &str) -> String {
     format!("{day}T{hhmm}:00-03:00")
@@ -196,11 +183,6 @@ async fn booking_takes_a_free_start_and_refuses_an_overlap_with_the_next_free_on
 
     // The outbox says so, without health data.
     let mut admin = app.db.admin_connection().await;
-    #[derive(diesel::QueryableByName)]
-    struct Payload {
-        #[diesel(sql_type = Text)]
-        payload: String,
-    }
     let events: Vec<Payload> = diesel::sql_query(
         "SELECT payload::text AS payload FROM outbox_events WHERE topic = 'appointment.booked' ORDER BY seq",
     )
@@ -609,11 +591,6 @@ async fn a_cancellation_tells_the_waitlist() {
         "a Wednesday does not suit"
     );
     let mut admin = app.db.admin_connection().await;
-    #[derive(diesel::QueryableByName)]
-    struct Payload {
-        #[diesel(sql_type = Text)]
-        payload: String,
-    }
     let offered: Vec<Payload> = diesel::sql_query(
         "SELECT payload::text AS payload FROM outbox_events WHERE topic = 'waitlist.slot_available'",
     )
@@ -689,6 +666,12 @@ async fn roles_decide_who_books_and_who_attends() {
             .body["cancelled_by"],
         "patient"
     );
+}
+
+#[derive(diesel::QueryableByName)]
+struct Payload {
+    #[diesel(sql_type = Text)]
+    payload: String,
 }
 
 #[derive(diesel::QueryableByName)]

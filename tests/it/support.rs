@@ -508,3 +508,17 @@ impl Reply {
         }
     }
 }
+
+/// The next Monday at least a week away that is not a holiday, in São Paulo: a working
+/// day for agenda tests, far enough for any minimum notice.
+pub fn a_monday() -> chrono::NaiveDate {
+    use chrono::Datelike;
+    let mut day = chrono::Utc::now()
+        .with_timezone(&chrono_tz::America::Sao_Paulo)
+        .date_naive()
+        + chrono::Duration::days(7);
+    while day.weekday() != chrono::Weekday::Mon || harmony_agenda::holidays::on(day).is_some() {
+        day += chrono::Duration::days(1);
+    }
+    day
+}

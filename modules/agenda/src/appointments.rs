@@ -19,7 +19,6 @@ use harmony_core::validate;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use scoped_futures::ScopedFutureExt;
 use serde::Serialize;
@@ -64,26 +63,6 @@ pub fn day_start(zone: Tz, day: NaiveDate) -> DateTime<Utc> {
         at += Duration::minutes(30);
     }
     Utc.from_utc_datetime(&at)
-}
-
-/// Checks that `actor` holds `permission` (for callers of the service API, which have no
-/// bearer token to authorize).
-pub async fn require(kernel: &Kernel, actor: &Actor, permission: &Permission) -> Result<(), Error> {
-    if kernel
-        .rbac
-        .is_allowed(actor.tenant_id, actor.user_id, permission)
-        .await
-    {
-        Ok(())
-    } else {
-        Err(Error::forbidden(
-            "forbidden",
-            format!(
-                "your role may not {} {}",
-                permission.action, permission.resource
-            ),
-        ))
-    }
 }
 
 /// A new appointment.
@@ -138,7 +117,7 @@ impl NewAppointment {
 /// Books a visit for `actor`, who must hold `appointments:book`.
 pub async fn book(kernel: &Kernel, actor: &Actor, request: Booking) -> Result<Appointment, Error> {
     if request.outside_hours {
-        require(kernel, actor, &perm::APPOINTMENTS_OVERRIDE).await?;
+        kernel.require(actor, &perm::APPOINTMENTS_OVERRIDE).await?;
     }
     let tenant = actor.tenant_id;
     let request = &request;
@@ -193,13 +172,13 @@ pub async fn book(kernel: &Kernel, actor: &Actor, request: Booking) -> Result<Ap
         })
         .await;
     match booked {
-        Err(Error::Conflict { code, detail, .. })
+        Err(taken @ Error::Conflict { code, .. })
             if code == booking::Refusal::ProfessionalTaken.code()
                 || code == booking::Refusal::NoResource.code() =>
         {
             // What the caller can pick instead, read afterwards (reads only: no
             // transaction around them).
-            let slots = kernel
+            let answer = kernel
                 .db
                 .tenant_read(actor.scope(), |conn| {
                     async move {
@@ -212,16 +191,12 @@ pub async fn book(kernel: &Kernel, actor: &Actor, request: Booking) -> Result<Ap
                             request.professional_id,
                         )
                         .await?;
-                        booking::next_slots(conn, &plan, request.start, 5).await
+                        booking::with_next_slots(conn, &plan, request.start, taken).await
                     }
                     .scope_boxed()
                 })
                 .await?;
-            Err(Error::Conflict {
-                code,
-                detail,
-                extra: Some(serde_json::json!({ "next_slots": slots.to_json() })),
-            })
+            Err(answer)
         }
         other => other,
     }
@@ -234,6 +209,16 @@ pub struct Cancellation {
     pub reason: Option<String>,
     /// Who cancelled (default `clinic`).
     pub cancelled_by: Option<Party>,
+}
+
+impl Cancellation {
+    /// The reason, checked: up to 500 characters of text.
+    fn reason(&self) -> Result<Option<String>, Error> {
+        self.reason
+            .as_deref()
+            .map(|r| validate::text(r, 500, true).map_err(|m| Error::invalid("reason", m)))
+            .transpose()
+    }
 }
 
 /// A change of time (and optionally of professional).
@@ -382,7 +367,7 @@ pub async fn reschedule(
         patient,
     } = to;
     if outside_hours {
-        require(kernel, actor, &perm::APPOINTMENTS_OVERRIDE).await?;
+        kernel.require(actor, &perm::APPOINTMENTS_OVERRIDE).await?;
     }
     let tenant = actor.tenant_id;
     kernel
@@ -520,7 +505,7 @@ pub async fn book_series(
         }
     };
     if request.outside_hours {
-        require(kernel, actor, &perm::APPOINTMENTS_OVERRIDE).await?;
+        kernel.require(actor, &perm::APPOINTMENTS_OVERRIDE).await?;
     }
     let tenant = actor.tenant_id;
     let request = &request;
@@ -741,6 +726,19 @@ pub enum SeriesCreated {
     Created(Json<SeriesBooked>),
 }
 
+/// An endpoint's change that carries nothing but its action.
+async fn act(
+    kernel: &Kernel,
+    auth: &BearerAuth,
+    permission: &Permission,
+    visit: Uuid,
+    action: Action,
+) -> ApiResult<Json<Appointment>> {
+    let actor = kernel.authorize(auth, permission).await?;
+    let detail = ChangeDetail::default();
+    Ok(Json(change(kernel, &actor, visit, action, detail).await?))
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct AppointmentsApi;
 
@@ -927,12 +925,7 @@ impl AppointmentsApi {
         body: Json<Cancellation>,
     ) -> ApiResult<Json<Appointment>> {
         let actor = kernel.authorize(&auth, &perm::APPOINTMENTS_CHANGE).await?;
-        let reason = body
-            .0
-            .reason
-            .as_deref()
-            .map(|r| validate::text(r, 500, true).map_err(|m| Error::invalid("reason", m)))
-            .transpose()?;
+        let reason = body.0.reason()?;
         let detail = ChangeDetail {
             reason,
             by: Some(body.0.cancelled_by.unwrap_or(Party::Clinic)),
@@ -955,11 +948,14 @@ impl AppointmentsApi {
         auth: BearerAuth,
         id: Path<Uuid>,
     ) -> ApiResult<Json<Appointment>> {
-        let actor = kernel.authorize(&auth, &perm::APPOINTMENTS_CHANGE).await?;
-        let detail = ChangeDetail::default();
-        Ok(Json(
-            change(&kernel, &actor, id.0, Action::Confirm, detail).await?,
-        ))
+        act(
+            &kernel,
+            &auth,
+            &perm::APPOINTMENTS_CHANGE,
+            id.0,
+            Action::Confirm,
+        )
+        .await
     }
 
     /// Check a patient in
@@ -974,11 +970,14 @@ impl AppointmentsApi {
         auth: BearerAuth,
         id: Path<Uuid>,
     ) -> ApiResult<Json<Appointment>> {
-        let actor = kernel.authorize(&auth, &perm::APPOINTMENTS_ATTEND).await?;
-        let detail = ChangeDetail::default();
-        Ok(Json(
-            change(&kernel, &actor, id.0, Action::CheckIn, detail).await?,
-        ))
+        act(
+            &kernel,
+            &auth,
+            &perm::APPOINTMENTS_ATTEND,
+            id.0,
+            Action::CheckIn,
+        )
+        .await
     }
 
     /// Complete an appointment
@@ -995,11 +994,14 @@ impl AppointmentsApi {
         auth: BearerAuth,
         id: Path<Uuid>,
     ) -> ApiResult<Json<Appointment>> {
-        let actor = kernel.authorize(&auth, &perm::APPOINTMENTS_ATTEND).await?;
-        let detail = ChangeDetail::default();
-        Ok(Json(
-            change(&kernel, &actor, id.0, Action::Complete, detail).await?,
-        ))
+        act(
+            &kernel,
+            &auth,
+            &perm::APPOINTMENTS_ATTEND,
+            id.0,
+            Action::Complete,
+        )
+        .await
     }
 
     /// Mark a no-show
@@ -1016,11 +1018,14 @@ impl AppointmentsApi {
         auth: BearerAuth,
         id: Path<Uuid>,
     ) -> ApiResult<Json<Appointment>> {
-        let actor = kernel.authorize(&auth, &perm::APPOINTMENTS_ATTEND).await?;
-        let detail = ChangeDetail::default();
-        Ok(Json(
-            change(&kernel, &actor, id.0, Action::NoShow, detail).await?,
-        ))
+        act(
+            &kernel,
+            &auth,
+            &perm::APPOINTMENTS_ATTEND,
+            id.0,
+            Action::NoShow,
+        )
+        .await
     }
 
     /// Book a recurring appointment
@@ -1061,12 +1066,7 @@ impl AppointmentsApi {
         body: Json<Cancellation>,
     ) -> ApiResult<Json<AppointmentPage>> {
         let actor = kernel.authorize(&auth, &perm::APPOINTMENTS_CHANGE).await?;
-        let reason = body
-            .0
-            .reason
-            .as_deref()
-            .map(|r| validate::text(r, 500, true).map_err(|m| Error::invalid("reason", m)))
-            .transpose()?;
+        let reason = body.0.reason()?;
         let by = body.0.cancelled_by.unwrap_or(Party::Clinic);
         let visits: Vec<Uuid> = kernel
             .db

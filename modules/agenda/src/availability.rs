@@ -34,6 +34,9 @@ pub const MAX_RANGE_DAYS: i64 = 62;
 #[derive(Debug, Clone)]
 pub struct VisitPart {
     pub service_id: Uuid,
+    pub name: String,
+    pub price_cents: i64,
+    pub currency: String,
     pub duration: Duration,
     pub buffer_after: Duration,
     /// Any one of these must be free; empty when the service needs none.
@@ -246,8 +249,11 @@ pub async fn visit_parts(conn: &Conn, ids: &[Uuid]) -> Result<Vec<VisitPart>, Er
                 services::duration_minutes,
                 services::buffer_after_minutes,
                 services::active,
+                services::name,
+                services::price_cents,
+                services::currency,
             ))
-            .load::<(Uuid, i32, i32, bool)>(&mut c)
+            .load::<(Uuid, i32, i32, bool, String, i64, String)>(&mut c)
             .await
             .map_err(Error::from)
     };
@@ -266,7 +272,9 @@ pub async fn visit_parts(conn: &Conn, ids: &[Uuid]) -> Result<Vec<VisitPart>, Er
     let (services, needs) = futures::try_join!(services, needs)?;
     ids.iter()
         .map(|id| {
-            let Some(&(_, duration, buffer, active)) = services.iter().find(|s| s.0 == *id) else {
+            let Some((_, duration, buffer, active, name, price, currency)) =
+                services.iter().find(|s| s.0 == *id)
+            else {
                 return Err(Error::NotFound { what: "service" });
             };
             if !active {
@@ -277,8 +285,11 @@ pub async fn visit_parts(conn: &Conn, ids: &[Uuid]) -> Result<Vec<VisitPart>, Er
             }
             Ok(VisitPart {
                 service_id: *id,
-                duration: Duration::minutes(i64::from(duration)),
-                buffer_after: Duration::minutes(i64::from(buffer)),
+                name: name.clone(),
+                price_cents: *price,
+                currency: currency.clone(),
+                duration: Duration::minutes(i64::from(*duration)),
+                buffer_after: Duration::minutes(i64::from(*buffer)),
                 resources: needs
                     .iter()
                     .filter(|(s, _)| s == id)
@@ -661,6 +672,9 @@ mod tests {
     fn part(minutes: i64, buffer: i64) -> VisitPart {
         VisitPart {
             service_id: Uuid::nil(),
+            name: String::new(),
+            price_cents: 0,
+            currency: "BRL".to_owned(),
             duration: Duration::minutes(minutes),
             buffer_after: Duration::minutes(buffer),
             resources: Vec::new(),

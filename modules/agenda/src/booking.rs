@@ -67,8 +67,6 @@ pub struct Plan {
     pub zone: Tz,
     pub settings: AgendaSettings,
     pub visit: Vec<VisitPart>,
-    /// Name, price and currency of each service, in visit order.
-    prices: Vec<(String, i64, String)>,
     pub patient_id: Uuid,
     pub professional_id: Uuid,
 }
@@ -86,27 +84,13 @@ pub async fn plan(
     // Everything a booking refers to, asked for at once.
     let shared: &Conn = conn;
     let patient = harmony_patients::service::find_by_id(shared, patient_id);
-    let names = async {
-        let mut c = shared;
-        services::table
-            .filter(services::id.eq_any(service_ids))
-            .select((
-                services::id,
-                services::name,
-                services::price_cents,
-                services::currency,
-            ))
-            .load::<(Uuid, String, i64, String)>(&mut c)
-            .await
-            .map_err(Error::from)
-    };
     let visit = availability::visit_parts(shared, service_ids);
     let active = active_professionals(shared, std::slice::from_ref(&professional_id));
     let performers = availability::performers(shared, service_ids);
     let settings = catalog::settings(shared, tenant);
     let zone = kernel.zones.zone(shared, tenant);
-    let (patient, rows, visit, active, performers, settings, zone) =
-        futures::try_join!(patient, names, visit, active, performers, settings, zone)?;
+    let (patient, visit, active, performers, settings, zone) =
+        futures::try_join!(patient, visit, active, performers, settings, zone)?;
 
     let patient = patient.ok_or(Error::NotFound { what: "patient" })?;
     if patient.status != "active" {
@@ -115,15 +99,6 @@ pub async fn plan(
             "an active patient (this one is archived)",
         ));
     }
-    let prices = service_ids
-        .iter()
-        .map(|id| {
-            rows.iter()
-                .find(|r| r.0 == *id)
-                .map(|(_, name, price, currency)| (name.clone(), *price, currency.clone()))
-                .ok_or(Error::NotFound { what: "service" })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
     if active.is_empty() {
         return Err(Error::NotFound {
             what: "professional",
@@ -139,7 +114,6 @@ pub async fn plan(
         zone,
         settings,
         visit,
-        prices,
         patient_id,
         professional_id,
     })
@@ -441,30 +415,27 @@ pub async fn insert_visit(
         let parts = plan.visit.iter().zip(layout(&plan.visit, at.start));
         let rows: Vec<NewRow> = parts
             .zip(rooms)
-            .zip(&plan.prices)
             .enumerate()
-            .map(
-                |(i, (((part, (from, to, until)), room), (_, price, currency)))| NewRow {
-                    tenant_id: actor.tenant_id,
-                    // The first service's row carries the visit's id: lists page over those.
-                    id: if i == 0 { visit_id } else { Uuid::now_v7() },
-                    visit_id,
-                    series_id: at.series_id,
-                    patient_id: plan.patient_id,
-                    professional_id: plan.professional_id,
-                    service_id: part.service_id,
-                    resource_id: room,
-                    during: range(from, to),
-                    blocks: range(from, until),
-                    price_cents: *price,
-                    currency: currency.clone(),
-                    notes: notes.map(str::to_owned),
-                    created_by: Some(actor.user_id),
-                    booked_by: at.booked_by.as_str(),
-                    created_at: now,
-                    updated_at: now,
-                },
-            )
+            .map(|(i, ((part, (from, to, until)), room))| NewRow {
+                tenant_id: actor.tenant_id,
+                // The first service's row carries the visit's id: lists page over those.
+                id: if i == 0 { visit_id } else { Uuid::now_v7() },
+                visit_id,
+                series_id: at.series_id,
+                patient_id: plan.patient_id,
+                professional_id: plan.professional_id,
+                service_id: part.service_id,
+                resource_id: room,
+                during: range(from, to),
+                blocks: range(from, until),
+                price_cents: part.price_cents,
+                currency: part.currency.clone(),
+                notes: notes.map(str::to_owned),
+                created_by: Some(actor.user_id),
+                booked_by: at.booked_by.as_str(),
+                created_at: now,
+                updated_at: now,
+            })
             .collect();
         let inserted = guarded(conn, at.savepoint, |c| {
             Box::pin(async move {
@@ -480,8 +451,8 @@ pub async fn insert_visit(
             Ok(rows) => {
                 return Ok(Ok(rows
                     .iter()
-                    .zip(&plan.prices)
-                    .map(|(row, (name, _, _))| row.stored(name))
+                    .zip(&plan.visit)
+                    .map(|(row, part)| row.stored(&part.name))
                     .collect()));
             }
             Err(Refusal::NoResource) if at.savepoint && attempt < 2 => attempt += 1,
@@ -540,7 +511,16 @@ pub async fn refusal_error(
     start: DateTime<Utc>,
     refusal: Refusal,
 ) -> Result<Error, Error> {
-    let error = refusal.into_error();
+    with_next_slots(conn, plan, start, refusal.into_error()).await
+}
+
+/// Adds the next free starts after `start` to a 409; other errors pass through.
+pub async fn with_next_slots(
+    conn: &mut Conn,
+    plan: &Plan,
+    start: DateTime<Utc>,
+    error: Error,
+) -> Result<Error, Error> {
     let Error::Conflict { code, detail, .. } = error else {
         return Ok(error);
     };

@@ -15,7 +15,6 @@ use harmony_core::auth::{Actor, ActorKind, BearerAuth};
 use harmony_core::db::TenantScope;
 use harmony_core::error::Error;
 use harmony_core::http::{ApiResult, RequestContext};
-use harmony_core::rbac::Role;
 use harmony_core::tenancy::active_professionals;
 use harmony_core::util::{b64url_encode, random_bytes, sha256};
 use poem::web::Data;
@@ -25,7 +24,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
-use crate::booking::{self, bounds};
+use crate::booking;
 use crate::schema::{appointments, calendar_feeds};
 use crate::{AgendaTags, catalog, perm};
 
@@ -316,34 +315,30 @@ impl FeedApi {
                         .load(conn)
                         .await?;
                     let rows = booking::load_rows(conn, &visits).await?;
+                    // Times are written in UTC, so any zone serves to assemble them.
+                    let visits = booking::assemble(chrono_tz::UTC, &visits, rows);
                     let mut events = Vec::with_capacity(visits.len());
-                    for visit in &visits {
-                        let parts: Vec<&(booking::Row, String)> =
-                            rows.iter().filter(|(r, _)| r.visit_id == *visit).collect();
-                        let (Some((first, _)), Some((last, _))) =
-                            (parts.as_slice().first(), parts.as_slice().last())
-                        else {
-                            continue;
-                        };
-                        let mut summary = parts
+                    for visit in visits {
+                        let mut summary = visit
+                            .services
                             .iter()
-                            .map(|(_, name)| name.as_str())
+                            .map(|s| s.name.as_str())
                             .collect::<Vec<_>>()
                             .join(" + ");
                         if settings.feed_shows_patient_name
                             && let Some(p) =
-                                harmony_patients::service::find_by_id(conn, first.patient_id)
+                                harmony_patients::service::find_by_id(conn, visit.patient_id)
                                     .await?
                         {
                             let _ = write!(summary, " — {}", p.first_name);
                         }
                         events.push(FeedEvent {
-                            id: *visit,
-                            start: bounds(&first.during).0,
-                            end: bounds(&last.during).1,
+                            id: visit.id,
+                            start: visit.start.with_timezone(&Utc),
+                            end: visit.end.with_timezone(&Utc),
                             summary,
-                            confirmed: first.status != "scheduled",
-                            updated: parts.iter().map(|(r, _)| r.updated_at).max().unwrap_or(now),
+                            confirmed: visit.status != "scheduled",
+                            updated: visit.updated_at,
                         });
                     }
                     audit::record(
@@ -372,16 +367,11 @@ async fn own_or_managed(
     auth: &BearerAuth,
     professional: Uuid,
 ) -> Result<Actor, Error> {
-    let actor = kernel.authorize(auth, &perm::FEEDS_MANAGE).await?;
-    let roles = kernel.rbac.roles_of(actor.tenant_id, actor.user_id).await;
-    let manager = roles.contains(&Role::Owner) || roles.contains(&Role::Admin);
-    if !manager && actor.user_id != professional {
-        return Err(Error::forbidden(
-            "own_feed_only",
-            "professionals may only manage their own calendar feed",
-        ));
-    }
-    Ok(actor)
+    let refusal = (
+        "own_feed_only",
+        "professionals may only manage their own calendar feed",
+    );
+    crate::hours::self_or_manager(kernel, auth, &perm::FEEDS_MANAGE, professional, refusal).await
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use harmony_core::auth::{Actor, BearerAuth};
 use harmony_core::db::Conn;
 use harmony_core::error::Error;
 use harmony_core::http::ApiResult;
-use harmony_core::rbac::Role;
+use harmony_core::rbac::{Permission, Role};
 use harmony_core::tenancy::active_professionals;
 use harmony_core::validate::Fields;
 use poem::web::Data;
@@ -104,8 +104,27 @@ pub struct CalendarDayUpdate {
     pub name: Option<String>,
 }
 
-fn hhmm(value: &str) -> Result<NaiveTime, &'static str> {
+/// Parses a local time of day, HH:MM.
+pub(crate) fn hhmm(value: &str) -> Result<NaiveTime, &'static str> {
     NaiveTime::parse_from_str(value, "%H:%M").map_err(|_| "a time as HH:MM, e.g. 09:00")
+}
+
+/// Authorizes `permission` for something of `professional`'s: managers may act on anyone's,
+/// a professional only on their own (`refusal` is the 403's code and detail otherwise).
+pub(crate) async fn self_or_manager(
+    kernel: &Kernel,
+    auth: &BearerAuth,
+    permission: &Permission,
+    professional: Uuid,
+    refusal: (&'static str, &'static str),
+) -> Result<Actor, Error> {
+    let actor = kernel.authorize(auth, permission).await?;
+    let roles = kernel.rbac.roles_of(actor.tenant_id, actor.user_id).await;
+    let manager = roles.contains(&Role::Owner) || roles.contains(&Role::Admin);
+    if !manager && actor.user_id != professional {
+        return Err(Error::forbidden(refusal.0, refusal.1));
+    }
+    Ok(actor)
 }
 
 /// Only managers set anyone's hours; a professional sets their own.
@@ -114,16 +133,11 @@ async fn may_manage(
     auth: &BearerAuth,
     professional: Uuid,
 ) -> Result<Actor, Error> {
-    let actor = kernel.authorize(auth, &perm::HOURS_MANAGE).await?;
-    let roles = kernel.rbac.roles_of(actor.tenant_id, actor.user_id).await;
-    let manager = roles.contains(&Role::Owner) || roles.contains(&Role::Admin);
-    if !manager && actor.user_id != professional {
-        return Err(Error::forbidden(
-            "own_hours_only",
-            "professionals may only change their own working hours",
-        ));
-    }
-    Ok(actor)
+    let refusal = (
+        "own_hours_only",
+        "professionals may only change their own working hours",
+    );
+    self_or_manager(kernel, auth, &perm::HOURS_MANAGE, professional, refusal).await
 }
 
 async fn ensure_professional(conn: &mut Conn, professional: Uuid) -> Result<(), Error> {

@@ -21,7 +21,7 @@ pub use crate::availability::{Availability, AvailableSlot};
 pub use crate::booking::{Appointment, Booking, Party};
 pub use crate::lifecycle::{Action, Status};
 
-use crate::appointments::{self, ListFilter, require};
+use crate::appointments::{self, ListFilter};
 use crate::schema::{appointments as ap, services};
 use crate::{booking, perm};
 
@@ -38,7 +38,7 @@ pub struct ServiceInfo {
 
 /// The clinic's active services, by name.
 pub async fn list_services(kernel: &Kernel, actor: &Actor) -> Result<Vec<ServiceInfo>, Error> {
-    require(kernel, actor, &perm::SERVICES_READ).await?;
+    kernel.require(actor, &perm::SERVICES_READ).await?;
     kernel
         .db
         .tenant(actor.scope(), |conn| {
@@ -85,7 +85,7 @@ pub async fn availability(
     days: (NaiveDate, NaiveDate),
     professional: Option<Uuid>,
 ) -> Result<Availability, Error> {
-    require(kernel, actor, &perm::AVAILABILITY_READ).await?;
+    kernel.require(actor, &perm::AVAILABILITY_READ).await?;
     let tenant = actor.tenant_id;
     kernel
         .db
@@ -101,7 +101,7 @@ pub async fn availability(
 
 /// Books a visit for a patient; 409 (with the next free starts) when taken.
 pub async fn book(kernel: &Kernel, actor: &Actor, request: Booking) -> Result<Appointment, Error> {
-    require(kernel, actor, &perm::APPOINTMENTS_BOOK).await?;
+    kernel.require(actor, &perm::APPOINTMENTS_BOOK).await?;
     appointments::book(kernel, actor, request).await
 }
 
@@ -112,7 +112,7 @@ pub async fn confirm(
     patient: Uuid,
     appointment: Uuid,
 ) -> Result<Appointment, Error> {
-    require(kernel, actor, &perm::APPOINTMENTS_CHANGE).await?;
+    kernel.require(actor, &perm::APPOINTMENTS_CHANGE).await?;
     let detail = ChangeDetail {
         by: Some(Party::Patient),
         patient: Some(patient),
@@ -129,7 +129,7 @@ pub async fn cancel(
     appointment: Uuid,
     reason: Option<String>,
 ) -> Result<Appointment, Error> {
-    require(kernel, actor, &perm::APPOINTMENTS_CHANGE).await?;
+    kernel.require(actor, &perm::APPOINTMENTS_CHANGE).await?;
     let detail = ChangeDetail {
         reason,
         by: Some(Party::Patient),
@@ -146,7 +146,7 @@ pub async fn reschedule(
     appointment: Uuid,
     start: DateTime<Utc>,
 ) -> Result<Appointment, Error> {
-    require(kernel, actor, &perm::APPOINTMENTS_CHANGE).await?;
+    kernel.require(actor, &perm::APPOINTMENTS_CHANGE).await?;
     let to = Move {
         start,
         professional: None,
@@ -163,7 +163,9 @@ pub async fn upcoming_for_patient(
     actor: &Actor,
     patient: Uuid,
 ) -> Result<Vec<Appointment>, Error> {
-    require(kernel, actor, &perm::APPOINTMENTS_READ_PATIENT).await?;
+    kernel
+        .require(actor, &perm::APPOINTMENTS_READ_PATIENT)
+        .await?;
     let tenant = actor.tenant_id;
     kernel
         .db

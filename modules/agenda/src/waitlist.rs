@@ -22,6 +22,7 @@ use uuid::Uuid;
 
 use crate::availability::{self, free_slots};
 use crate::catalog;
+use crate::hours::hhmm;
 use crate::schema::{service_professionals, waitlist_entries as we};
 use crate::{AgendaTags, perm};
 
@@ -131,10 +132,6 @@ macro_rules! entry_columns {
             we::created_at,
         )
     };
-}
-
-fn hhmm(value: &str) -> Result<NaiveTime, &'static str> {
-    NaiveTime::parse_from_str(value, "%H:%M").map_err(|_| "a time as HH:MM, e.g. 09:00")
 }
 
 /// Whether a local start falls in one of the periods (any, when there are none).
