@@ -231,12 +231,6 @@ fn try_start(cal: &Calendar, visit: &[VisitPart], day: NaiveDate, minute: i64) -
     })
 }
 
-struct Range {
-    owner: Option<Uuid>,
-    starts: DateTime<Utc>,
-    ends: DateTime<Utc>,
-}
-
 /// Loads the services of a visit, in order: 404 when one is not this clinic's, 422 when
 /// one is inactive. Two queries, pipelined.
 pub async fn visit_parts(conn: &Conn, ids: &[Uuid]) -> Result<Vec<VisitPart>, Error> {
@@ -448,41 +442,25 @@ pub async fn load_calendar(
         }
         day += Duration::days(1);
     }
-    let range = |owner: Option<Uuid>, starts, ends| Range {
-        owner,
-        starts,
-        ends,
-    };
-    let booked: Vec<Range> = booked
-        .into_iter()
-        .map(|(s, e)| range(Some(professional), s, e))
-        .collect();
-    let off: Vec<Range> = off.into_iter().map(|(o, s, e)| range(o, s, e)).collect();
-    let resource_rows: Vec<Range> = rooms_booked
-        .into_iter()
-        .chain(rooms_off)
-        .map(|(o, s, e)| range(o, s, e))
-        .collect();
-    let clinic_wide: Vec<Busy> = off
+    let busy = |(from, to)| Busy { from, to };
+    let clinic_off: Vec<Busy> = off
         .iter()
-        .filter(|r| r.owner.is_none())
-        .map(|r| Busy {
-            from: r.starts,
-            to: r.ends,
-        })
+        .filter(|(owner, _, _)| owner.is_none())
+        .map(|&(_, s, e)| busy((s, e)))
         .collect();
+    let off: Vec<Busy> = off.into_iter().map(|(_, s, e)| busy((s, e))).collect();
     let resource_busy = needed
         .iter()
         .map(|id| {
-            let mut list: Vec<Busy> = resource_rows
+            let mut list: Vec<Busy> = rooms_booked
                 .iter()
-                .filter(|r| r.owner == Some(*id))
-                .map(|r| Busy {
-                    from: r.starts,
-                    to: r.ends,
-                })
+                .chain(&rooms_off)
+                .filter(|(owner, _, _)| *owner == Some(*id))
+                .map(|&(_, s, e)| busy((s, e)))
                 .collect();
-            list.extend(clinic_wide.iter().copied());
+            // Closures of the whole clinic (time off of nobody in particular) close the
+            // rooms too.
+            list.extend(clinic_off.iter().copied());
             (*id, list)
         })
         .collect();
@@ -495,20 +473,11 @@ pub async fn load_calendar(
         closed,
         week: week.into_iter().map(|(w, s, e)| (w as u32, s, e)).collect(),
         busy: booked
-            .iter()
-            .chain(&off)
-            .map(|r| Busy {
-                from: r.starts,
-                to: r.ends,
-            })
+            .into_iter()
+            .map(busy)
+            .chain(off.iter().copied())
             .collect(),
-        off: off
-            .iter()
-            .map(|r| Busy {
-                from: r.starts,
-                to: r.ends,
-            })
-            .collect(),
+        off,
         resource_busy,
     })
 }
