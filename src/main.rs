@@ -10,6 +10,12 @@ use harmony_core::config::Config;
 use harmony_core::rbac::Role;
 use harmony_core::server::Background;
 
+// glibc's allocator spent a sixth of the server's time in malloc and free under load;
+// jemalloc's per-thread caches cut the server's CPU per request by about a fifth. (mimalloc
+// was as fast but doubled the idle resident memory.)
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "harmony",

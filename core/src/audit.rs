@@ -50,10 +50,7 @@ pub async fn record_all(
     accesses: &[Access<'_>],
 ) -> Result<(), Error> {
     let rows: Vec<NewEvent> = accesses.iter().map(|a| NewEvent::of(actor, a)).collect();
-    diesel::insert_into(ae::table)
-        .values(rows)
-        .execute(&mut conn)
-        .await?;
+    InsertEvents::of(rows.iter()).execute(&mut conn).await?;
     Ok(())
 }
 
@@ -76,8 +73,7 @@ struct Pending {
     done: oneshot::Sender<bool>,
 }
 
-#[derive(Insertable)]
-#[diesel(table_name = ae)]
+/// An audit event about to be written.
 struct NewEvent {
     tenant_id: Uuid,
     id: Uuid,
@@ -110,6 +106,97 @@ impl NewEvent {
     }
 }
 
+/// Audit events in column form, written by one `INSERT ... SELECT FROM unnest(...)`
+/// whatever their number: the statement text never changes, so each connection prepares
+/// and plans it once (a multi-row `VALUES` list is a new statement for every row count).
+struct InsertEvents<'a> {
+    tenant_id: Vec<Uuid>,
+    id: Vec<Uuid>,
+    actor_kind: Vec<&'a str>,
+    actor_id: Vec<Option<Uuid>>,
+    subject_kind: Vec<Option<&'a str>>,
+    subject_id: Vec<Option<Uuid>>,
+    resource: Vec<&'a str>,
+    action: Vec<&'a str>,
+    ip: Vec<Option<IpNet>>,
+    user_agent: Vec<Option<&'a str>>,
+    request_id: Vec<Option<&'a str>>,
+}
+
+impl<'a> InsertEvents<'a> {
+    fn of(rows: impl ExactSizeIterator<Item = &'a NewEvent>) -> Self {
+        let n = rows.len();
+        let mut columns = InsertEvents {
+            tenant_id: Vec::with_capacity(n),
+            id: Vec::with_capacity(n),
+            actor_kind: Vec::with_capacity(n),
+            actor_id: Vec::with_capacity(n),
+            subject_kind: Vec::with_capacity(n),
+            subject_id: Vec::with_capacity(n),
+            resource: Vec::with_capacity(n),
+            action: Vec::with_capacity(n),
+            ip: Vec::with_capacity(n),
+            user_agent: Vec::with_capacity(n),
+            request_id: Vec::with_capacity(n),
+        };
+        for row in rows {
+            columns.tenant_id.push(row.tenant_id);
+            columns.id.push(row.id);
+            columns.actor_kind.push(row.actor_kind);
+            columns.actor_id.push(row.actor_id);
+            columns.subject_kind.push(row.subject_kind.as_deref());
+            columns.subject_id.push(row.subject_id);
+            columns.resource.push(&row.resource);
+            columns.action.push(&row.action);
+            columns.ip.push(row.ip);
+            columns.user_agent.push(row.user_agent.as_deref());
+            columns.request_id.push(row.request_id.as_deref());
+        }
+        columns
+    }
+}
+
+impl diesel::query_builder::QueryId for InsertEvents<'_> {
+    type QueryId = InsertEvents<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertEvents<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{Array, Inet, Nullable, Text, Uuid as SqlUuid};
+        out.push_sql(
+            "INSERT INTO audit_events (tenant_id, id, actor_kind, actor_id, subject_kind, \
+             subject_id, resource, action, ip, user_agent, request_id) SELECT * FROM unnest(",
+        );
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.tenant_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.actor_kind)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<SqlUuid>>, _>(&self.actor_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.subject_kind)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<SqlUuid>>, _>(&self.subject_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.resource)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.action)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Inet>>, _>(&self.ip)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.user_agent)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.request_id)?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
 /// The most records one batch writes.
 const BATCH: usize = 512;
 
@@ -134,6 +221,8 @@ impl AuditJournal {
                         break;
                     }
                     let written = write_batch(&db, &batch).await;
+                    metrics::counter!("audit_journal_batches_total").increment(1);
+                    metrics::counter!("audit_journal_records_total").increment(batch.len() as u64);
                     if let Err(err) = &written {
                         tracing::error!(error = %err, records = batch.len(), "audit batch failed");
                     }
@@ -197,10 +286,7 @@ async fn write_batch(db: &Db, batch: &[Pending]) -> Result<(), Error> {
                     .filter(|p| p.tenant == tenant)
                     .map(|p| &p.row)
                     .collect();
-                diesel::insert_into(ae::table)
-                    .values(rows)
-                    .execute(conn)
-                    .await?;
+                InsertEvents::of(rows.into_iter()).execute(conn).await?;
             }
             Ok::<_, Error>(())
         }

@@ -164,23 +164,35 @@ impl Db {
     /// setting a previous user of the connection left.
     pub async fn tenant_read<'a, T, E, F>(&self, scope: TenantScope, f: F) -> Result<T, E>
     where
-        F: for<'c> FnOnce(&'c mut AsyncPgConnection) -> ScopedBoxFuture<'a, 'c, Result<T, E>>
+        F: for<'c> FnOnce(&'c AsyncPgConnection) -> ScopedBoxFuture<'a, 'c, Result<T, E>>
             + Send
             + 'a,
         T: Send + 'a,
         E: From<DbError> + Send + 'a,
     {
-        use diesel_async::RunQueryDsl;
+        use diesel_async::SimpleAsyncConnection;
         let user = scope.user_id.map(|u| u.to_string()).unwrap_or_default();
-        let mut conn = self.get().await?;
-        diesel::select((
-            set_config("app.tenant_id", scope.tenant_id.to_string(), false),
-            set_config("app.user_id", user, false),
-        ))
-        .execute(&mut *conn)
-        .await
-        .map_err(|e| E::from(classify(e)))?;
-        f(&mut conn).await
+        // Both values are UUIDs formatted here, so interpolating them cannot inject SQL.
+        let set = format!(
+            "SELECT set_config('app.tenant_id', '{}', false), \
+             set_config('app.user_id', '{user}', false)",
+            scope.tenant_id
+        );
+        let conn = self.get().await?;
+        let shared: &AsyncPgConnection = &conn;
+        // One round trip: the setting goes out ahead of `f`'s first query. A simple query
+        // is handed to the connection when its future is first polled (no statement to
+        // prepare, no lock to wait for), and `try_join!` polls it before `f`; PostgreSQL
+        // answers in order, so every statement of `f` runs with the tenant set. Should the
+        // setting fail, `f`'s result (read-only by contract) is dropped unseen.
+        let setting = async move {
+            let mut c = shared;
+            c.batch_execute(&set)
+                .await
+                .map_err(|e| E::from(classify(e)))
+        };
+        let ((), value) = futures::try_join!(setting, f(shared))?;
+        Ok(value)
     }
 
     /// Runs `f` as [`SYSTEM_ROLE`], across tenants. For kernel jobs only (the event

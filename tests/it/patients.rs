@@ -208,6 +208,67 @@ async fn search_ignores_accents_and_case_and_filters_combine() {
     }
 }
 
+/// Every page of `q`, `limit` at a time, in `sort` order: the full names.
+async fn every_page(caller: &Caller, q: &str, sort: &str, limit: usize) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/api/v1/patients?q={q}&sort={sort}&limit={limit}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let reply = caller.get(&path).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        let items = reply.body["items"].as_array().unwrap();
+        assert!(items.len() <= limit);
+        names.extend(
+            items
+                .iter()
+                .map(|p| p["full_name"].as_str().unwrap().to_owned()),
+        );
+        match reply.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return names,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_one_word_search_pages_through_every_match_once_whatever_the_prefix() {
+    let app = TestApp::start().await;
+    let owner = app.signup("Clínica Aurora").await;
+    // 34 distinct words starting with "pa" (more than are read word by word), ten with
+    // "pa0", and one patient with two words starting with "pau".
+    let mut all: Vec<String> = (0..34).map(|i| format!("Teste Pa{i:02}")).collect();
+    all.push("Paula Pauline".into());
+    all.push("Outra Pessoa".into());
+    for name in &all {
+        create(&owner, json!({"full_name": name})).await;
+    }
+    let archived = create(&owner, json!({"full_name": "Teste Pa99"})).await;
+    let id = archived["id"].as_str().unwrap();
+    let reply = owner
+        .post(&format!("/api/v1/patients/{id}/archive"), json!({}))
+        .await;
+    assert!(reply.status.is_success(), "{}", reply.body);
+
+    for (q, limit) in [("pa", 7), ("pa0", 3), ("pau", 1), ("paula", 2), ("x", 5)] {
+        let mut expected: Vec<String> = all
+            .iter()
+            .filter(|n| n.to_lowercase().split(' ').any(|w| w.starts_with(q)))
+            .cloned()
+            .collect();
+        expected.sort_by_key(|n| n.to_lowercase());
+        assert_eq!(every_page(&owner, q, "name", limit).await, expected, "{q}");
+        expected.reverse();
+        assert_eq!(
+            every_page(&owner, q, "-name", limit).await,
+            expected,
+            "-{q}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_possible_duplicate_is_a_409_naming_the_existing_patient_unless_insisted() {
     let app = TestApp::start().await;

@@ -16,9 +16,9 @@ struct Count {
     n: i64,
 }
 
-async fn count(conn: &mut diesel_async::AsyncPgConnection, sql: &str) -> i64 {
+async fn count(mut conn: &diesel_async::AsyncPgConnection, sql: &str) -> i64 {
     diesel::sql_query(sql)
-        .get_result::<Count>(conn)
+        .get_result::<Count>(&mut conn)
         .await
         .map(|c| c.n)
         .unwrap_or(-1)
@@ -44,7 +44,7 @@ async fn the_application_role_is_not_privileged_and_owns_nothing() {
     assert!(!role.rolsuper && !role.rolbypassrls);
     assert_eq!(
         count(
-            &mut conn,
+            &conn,
             "SELECT count(*) AS n FROM pg_tables WHERE tableowner = current_user"
         )
         .await,
@@ -54,7 +54,7 @@ async fn the_application_role_is_not_privileged_and_owns_nothing() {
     // Every table holding a tenant_id that the application can read has forced row-level
     // security (the others are reachable only through the audited system role).
     let unprotected = count(
-        &mut conn,
+        &conn,
         "SELECT count(*) AS n FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid \
          WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace AND a.attname = 'tenant_id' \
            AND has_table_privilege('harmony_app', c.oid, 'SELECT') \
@@ -63,7 +63,7 @@ async fn the_application_role_is_not_privileged_and_owns_nothing() {
     .await;
     assert!(
         count(
-            &mut conn,
+            &conn,
             "SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'public'"
         )
         .await
@@ -76,7 +76,7 @@ async fn the_application_role_is_not_privileged_and_owns_nothing() {
 async fn without_a_tenant_the_application_sees_no_rows() {
     let app = TestApp::start().await;
     app.actors().await;
-    let mut conn = app.db.app_connection().await;
+    let conn = app.db.app_connection().await;
     for table in [
         "tenants",
         "users",
@@ -86,14 +86,14 @@ async fn without_a_tenant_the_application_sees_no_rows() {
         "invitations",
     ] {
         assert_eq!(
-            count(&mut conn, &format!("SELECT count(*) AS n FROM {table}")).await,
+            count(&conn, &format!("SELECT count(*) AS n FROM {table}")).await,
             0,
             "{table}"
         );
     }
-    let mut admin = app.db.admin_connection().await;
+    let admin = app.db.admin_connection().await;
     assert_eq!(
-        count(&mut admin, "SELECT count(*) AS n FROM tenants").await,
+        count(&admin, "SELECT count(*) AS n FROM tenants").await,
         2
     );
 }
@@ -327,9 +327,9 @@ async fn audit_and_consent_logs_cannot_be_rewritten() {
             "{statement} must fail for the owner"
         );
     }
-    let mut admin = app.db.admin_connection().await;
+    let admin = app.db.admin_connection().await;
     assert_eq!(
-        count(&mut admin, "SELECT count(*) AS n FROM audit_events").await,
+        count(&admin, "SELECT count(*) AS n FROM audit_events").await,
         1
     );
 }

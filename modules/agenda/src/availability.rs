@@ -514,7 +514,7 @@ fn parse_ids(text: &str) -> Result<Vec<Uuid>, Error> {
 /// The free starts of a visit of `service_ids` over the local days `from..=to`, with one
 /// professional or with each who performs every service; checks the range.
 pub async fn find(
-    conn: &mut Conn,
+    conn: &Conn,
     kernel: &Kernel,
     tenant: Uuid,
     service_ids: &[Uuid],
@@ -528,12 +528,11 @@ pub async fn find(
     if (to - from).num_days() >= MAX_RANGE_DAYS {
         return Err(Error::invalid("to", "at most 62 days after `from`"));
     }
-    let shared: &Conn = conn;
     let (zone, settings, visit, mut people) = futures::try_join!(
-        kernel.zones.zone(shared, tenant),
-        crate::catalog::settings(shared, tenant),
-        visit_parts(shared, service_ids),
-        performers(shared, service_ids),
+        kernel.zones.zone(conn, tenant),
+        crate::catalog::settings(conn, tenant),
+        visit_parts(conn, service_ids),
+        performers(conn, service_ids),
     )?;
     if let Some(wanted) = professional {
         if !people.contains(&wanted) {

@@ -74,7 +74,7 @@ pub struct Plan {
 /// Loads and checks everything a booking refers to. Ids of another clinic are 404s, like
 /// ids that do not exist.
 pub async fn plan(
-    conn: &mut Conn,
+    conn: &Conn,
     kernel: &Kernel,
     tenant: Uuid,
     patient_id: Uuid,
@@ -82,13 +82,12 @@ pub async fn plan(
     professional_id: Uuid,
 ) -> Result<Plan, Error> {
     // Everything a booking refers to, asked for at once.
-    let shared: &Conn = conn;
-    let patient = harmony_patients::service::find_by_id(shared, patient_id);
-    let visit = availability::visit_parts(shared, service_ids);
-    let active = active_professionals(shared, std::slice::from_ref(&professional_id));
-    let performers = availability::performers(shared, service_ids);
-    let settings = catalog::settings(shared, tenant);
-    let zone = kernel.zones.zone(shared, tenant);
+    let patient = harmony_patients::service::find_by_id(conn, patient_id);
+    let visit = availability::visit_parts(conn, service_ids);
+    let active = active_professionals(conn, std::slice::from_ref(&professional_id));
+    let performers = availability::performers(conn, service_ids);
+    let settings = catalog::settings(conn, tenant);
+    let zone = kernel.zones.zone(conn, tenant);
     let (patient, visit, active, performers, settings, zone) =
         futures::try_join!(patient, visit, active, performers, settings, zone)?;
 
@@ -464,7 +463,7 @@ pub async fn insert_visit(
 /// Up to `count` free starts of the plan's visit with its professional, from `after` on,
 /// within two weeks: what a refused caller can pick instead.
 pub async fn next_slots(
-    conn: &mut Conn,
+    conn: &Conn,
     plan: &Plan,
     after: DateTime<Utc>,
     count: usize,
@@ -516,7 +515,7 @@ pub async fn refusal_error(
 
 /// Adds the next free starts after `start` to a 409; other errors pass through.
 pub async fn with_next_slots(
-    conn: &mut Conn,
+    conn: &Conn,
     plan: &Plan,
     start: DateTime<Utc>,
     error: Error,

@@ -28,6 +28,7 @@ use crate::records::{self, Address, NewPatient, PatientRow, PatientUpdate};
 use crate::schema::{
     guardians, patient_keys as data_keys, patient_search_terms, patients, referral_origins,
 };
+use crate::search::{search_by_name, term_matches};
 use crate::{PatientTags, perm};
 
 /// A patient record. Fields the caller's role may not see are `null`; `view` says which
@@ -463,147 +464,38 @@ fn duplicate(existing: Uuid) -> Error {
 const SORTS: [&str; 4] = ["name", "-name", "created_at", "-created_at"];
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct ListCursor {
-    sort: String,
-    name: Option<String>,
-    at: Option<DateTime<Utc>>,
-    id: Uuid,
+pub(crate) struct ListCursor {
+    pub(crate) sort: String,
+    pub(crate) name: Option<String>,
+    pub(crate) at: Option<DateTime<Utc>>,
+    pub(crate) id: Uuid,
 }
 
-/// The end of the range of terms that start with `word` (in byte order).
-fn prefix_end(word: &str) -> String {
-    format!("{word}{}", char::MAX)
-}
-
-/// The patients with a name or nickname word starting with `word`.
-fn term_matches(
-    word: &str,
-) -> diesel::dsl::Select<
-    diesel::dsl::Filter<
-        diesel::dsl::Filter<
-            patient_search_terms::table,
-            diesel::dsl::GtEq<patient_search_terms::term, String>,
-        >,
-        diesel::dsl::Lt<patient_search_terms::term, String>,
-    >,
-    patient_search_terms::patient_id,
-> {
-    patient_search_terms::table
-        .filter(patient_search_terms::term.ge(word.to_owned()))
-        .filter(patient_search_terms::term.lt(prefix_end(word)))
-        .select(patient_search_terms::patient_id)
-}
-
-#[derive(QueryableByName)]
-struct Hit {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    patient_id: Uuid,
-}
-
-/// A page of a name search, read from the search terms' index: every word must start a
-/// word of the name or nickname. The longest word drives the scan; the others filter.
-async fn search_by_name(
-    conn: &mut Conn,
-    words: &[String],
-    status: &str,
-    sort: &str,
-    after: Option<&ListCursor>,
-    limit: i64,
-) -> Result<Vec<PatientRow>, Error> {
-    let mut words: Vec<&str> = words.iter().map(String::as_str).collect();
-    words.sort_by_key(|w| std::cmp::Reverse(w.len()));
-    let active = match status {
-        "active" => Some(true),
-        "archived" => Some(false),
-        _ => None,
-    };
-    let search = NameSearch {
-        words: &words,
-        active,
-        desc: sort.starts_with('-'),
-        after,
-    };
-    // A patient appears twice only when two words of their name start with the same
-    // prefix; reading twice the page and dropping repeats avoids sorting every match for
-    // DISTINCT. If repeats ate into the page, ask again with DISTINCT.
-    let cap = 2 * (limit + 1);
-    let mut ids = search.page(conn, false, cap).await?;
-    let fetched = ids.len() as i64;
-    ids.dedup();
-    if fetched == cap && (ids.len() as i64) < limit + 1 {
-        ids = search.page(conn, true, limit + 1).await?;
-    }
-    ids.truncate((limit + 1) as usize);
-    let mut rows: Vec<PatientRow> = patients::table
-        .filter(patients::id.eq_any(&ids))
-        .select(PatientRow::as_select())
-        .load(conn)
-        .await?;
-    rows.sort_by_key(|r| ids.iter().position(|id| *id == r.id));
-    Ok(rows)
-}
-
-struct NameSearch<'a> {
-    words: &'a [&'a str],
-    active: Option<bool>,
-    desc: bool,
-    after: Option<&'a ListCursor>,
-}
-
-impl NameSearch<'_> {
-    /// The ids of up to `cap` matches in page order.
-    async fn page(&self, conn: &mut Conn, distinct: bool, cap: i64) -> Result<Vec<Uuid>, Error> {
-        use diesel::sql_types::{Nullable, Text};
-        let mut sql = format!(
-            "SELECT {} t.sort_key, t.patient_id FROM patient_search_terms t \
-             WHERE t.term >= $1 AND t.term < $2 AND ($3::boolean IS NULL OR t.active = $3)",
-            if distinct { "DISTINCT" } else { "" }
-        );
-        let mut next = 4;
-        for _ in &self.words[1..] {
-            sql.push_str(&format!(
-                " AND EXISTS (SELECT 1 FROM patient_search_terms o WHERE o.patient_id = t.patient_id \
-                   AND o.term >= ${} AND o.term < ${})",
-                next,
-                next + 1
-            ));
-            next += 2;
-        }
-        if self.after.is_some() {
-            let op = if self.desc { "<" } else { ">" };
-            sql.push_str(&format!(
-                " AND (t.sort_key, t.patient_id) {op} (${}, ${})",
-                next,
-                next + 1
-            ));
-            next += 2;
-        }
-        let direction = if self.desc { "DESC" } else { "ASC" };
-        sql.push_str(&format!(
-            " ORDER BY t.sort_key {direction}, t.patient_id {direction} LIMIT ${next}"
-        ));
-
-        let mut query = diesel::sql_query(sql)
-            .into_boxed()
-            .bind::<Text, _>(self.words[0].to_owned())
-            .bind::<Text, _>(prefix_end(self.words[0]))
-            .bind::<Nullable<Bool>, _>(self.active);
-        for word in &self.words[1..] {
-            query = query
-                .bind::<Text, _>((*word).to_owned())
-                .bind::<Text, _>(prefix_end(word));
-        }
-        if let Some(cursor) = self.after {
-            query = query
-                .bind::<Text, _>(cursor.name.clone().unwrap_or_default())
-                .bind::<diesel::sql_types::Uuid, _>(cursor.id);
-        }
-        let hits: Vec<Hit> = query
-            .bind::<diesel::sql_types::BigInt, _>(cap)
-            .load(conn)
-            .await?;
-        Ok(hits.into_iter().map(|h| h.patient_id).collect())
-    }
+/// A page of the patient list from its rows (one more than `limit` if there are more).
+fn page_of(rows: Vec<PatientRow>, limit: i64, sort: &str) -> PatientPage {
+    let (items, next_cursor) = paginate(
+        rows,
+        limit,
+        |r: &PatientRow| ListCursor {
+            sort: sort.to_owned(),
+            name: sort.ends_with("name").then(|| r.search_text.clone()),
+            at: sort.ends_with("created_at").then_some(r.created_at),
+            id: r.id,
+        },
+        |r| PatientSummary {
+            id: r.id,
+            full_name: r.full_name,
+            nickname: r.nickname,
+            phone: r.phone,
+            email: r.email,
+            birth_date: r.birth_date,
+            tags: r.tags,
+            status: r.status,
+            photo_id: r.photo_id,
+            created_at: r.created_at,
+        },
+    );
+    PatientPage { items, next_cursor }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -756,27 +648,31 @@ impl PatientsApi {
         let kernel_ref: &Kernel = &kernel;
         let actor_ref = &actor;
         let sort_ref = sort.clone();
+        let listed = Access {
+            subject_kind: Some("patient"),
+            subject_id: None,
+            resource: "patient",
+            action: "list",
+        };
+        if fast {
+            // Reads only: no transaction; the page's audit event goes through the journal.
+            let rows = kernel
+                .db
+                .tenant_read(actor.scope(), |conn| {
+                    async move {
+                        search_by_name(conn, &words, &status, &sort_ref, after.as_ref(), limit)
+                            .await
+                    }
+                    .scope_boxed()
+                })
+                .await?;
+            kernel.audit.reads(&actor, &[listed]).await?;
+            return Ok(Json(page_of(rows, limit, &sort)));
+        }
         let rows = kernel
             .db
             .tenant(actor.scope(), |conn| {
                 async move {
-                    if fast {
-                        let rows =
-                            search_by_name(conn, &words, &status, &sort_ref, after.as_ref(), limit)
-                                .await?;
-                        audit::record(
-                            conn,
-                            actor_ref,
-                            Access {
-                                subject_kind: Some("patient"),
-                                subject_id: None,
-                                resource: "patient",
-                                action: "list",
-                            },
-                        )
-                        .await?;
-                        return Ok(rows);
-                    }
                     let mut query = patients::table.select(PatientRow::as_select()).into_boxed();
                     if status != "all" {
                         query = query.filter(patients::status.eq(status));
@@ -854,45 +750,13 @@ impl PatientsApi {
                         _ => query.order((patients::search_text.asc(), patients::id.asc())),
                     };
                     let rows: Vec<PatientRow> = query.limit(limit + 1).load(conn).await?;
-                    audit::record(
-                        conn,
-                        actor_ref,
-                        Access {
-                            subject_kind: Some("patient"),
-                            subject_id: None,
-                            resource: "patient",
-                            action: "list",
-                        },
-                    )
-                    .await?;
+                    audit::record(conn, actor_ref, listed).await?;
                     Ok::<_, Error>(rows)
                 }
                 .scope_boxed()
             })
             .await?;
-        let (items, next_cursor) = paginate(
-            rows,
-            limit,
-            |r: &PatientRow| ListCursor {
-                sort: sort.clone(),
-                name: sort.ends_with("name").then(|| r.search_text.clone()),
-                at: sort.ends_with("created_at").then_some(r.created_at),
-                id: r.id,
-            },
-            |r| PatientSummary {
-                id: r.id,
-                full_name: r.full_name,
-                nickname: r.nickname,
-                phone: r.phone,
-                email: r.email,
-                birth_date: r.birth_date,
-                tags: r.tags,
-                status: r.status,
-                photo_id: r.photo_id,
-                created_at: r.created_at,
-            },
-        );
-        Ok(Json(PatientPage { items, next_cursor }))
+        Ok(Json(page_of(rows, limit, &sort)))
     }
 
     /// One patient

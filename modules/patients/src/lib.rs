@@ -8,6 +8,7 @@ mod domain;
 mod photos;
 mod records;
 mod schema;
+mod search;
 pub mod service;
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
