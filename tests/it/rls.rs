@@ -92,10 +92,7 @@ async fn without_a_tenant_the_application_sees_no_rows() {
         );
     }
     let admin = app.db.admin_connection().await;
-    assert_eq!(
-        count(&admin, "SELECT count(*) AS n FROM tenants").await,
-        2
-    );
+    assert_eq!(count(&admin, "SELECT count(*) AS n FROM tenants").await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

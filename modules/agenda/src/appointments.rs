@@ -114,7 +114,30 @@ impl NewAppointment {
     }
 }
 
+/// Why a booking's transaction ended without a booking. A taken time keeps the plan, so
+/// that the next free starts are read without loading it again.
+enum NotBooked {
+    Failed(Error),
+    Taken(Box<booking::Plan>, Error),
+}
+
+impl From<Error> for NotBooked {
+    fn from(err: Error) -> Self {
+        NotBooked::Failed(err)
+    }
+}
+
+impl From<harmony_core::db::DbError> for NotBooked {
+    fn from(err: harmony_core::db::DbError) -> Self {
+        NotBooked::Failed(err.into())
+    }
+}
+
 /// Books a visit for `actor`, who must hold `appointments:book`.
+///
+/// Four round trips: BEGIN with the tenant; everything the booking refers to; the rows
+/// with their event and the waitlist update; COMMIT. A taken time is a 409 carrying the
+/// next free starts, read after the rollback.
 pub async fn book(kernel: &Kernel, actor: &Actor, request: Booking) -> Result<Appointment, Error> {
     if request.outside_hours {
         kernel.require(actor, &perm::APPOINTMENTS_OVERRIDE).await?;
@@ -143,62 +166,52 @@ pub async fn book(kernel: &Kernel, actor: &Actor, request: Booking) -> Result<Ap
                     outside_hours: request.outside_hours,
                     savepoint: false,
                 };
-                let inserted =
-                    booking::insert_visit(conn, actor, &plan, at, request.notes.as_deref()).await?;
-                // A refusal may have aborted the transaction: leave it by the error path,
+                let notes = request.notes.as_deref();
+                let booked = booking::book_once(conn, actor, &plan, at, notes, |shared, made| {
+                    let mut event = AppointmentEvent::of(made);
+                    event.by = Some(request.booked_by);
+                    let event = serde_json::to_value(&event).map_err(Error::internal);
+                    async move {
+                        let event = event?;
+                        futures::try_join!(
+                            events::publish(shared, tenant, "appointment.booked", &event),
+                            waitlist::booked(shared, request.patient_id, &request.service_ids)
+                        )?;
+                        Ok(())
+                    }
+                })
+                .await;
+                // A refusal has aborted the transaction: it leaves by the error path,
                 // which rolls back.
-                let rows = inserted.map_err(booking::Refusal::into_error)?;
-                let visit = rows
-                    .as_slice()
-                    .first()
-                    .map(|(r, _)| r.visit_id)
-                    .unwrap_or_default();
-                let appointment =
-                    booking::assemble(plan.zone, &[visit], rows)
-                        .pop()
-                        .ok_or(Error::NotFound {
-                            what: "appointment",
-                        })?;
-                let mut event = AppointmentEvent::of(&appointment);
-                event.by = Some(request.booked_by);
-                let shared: &Conn = conn;
-                futures::try_join!(
-                    events::publish(shared, tenant, "appointment.booked", &event),
-                    waitlist::booked(shared, request.patient_id, &request.service_ids)
-                )?;
-                Ok(appointment)
+                booked.map_err(|err| match err {
+                    Error::Conflict { code, .. }
+                        if code == booking::Refusal::ProfessionalTaken.code()
+                            || code == booking::Refusal::NoResource.code() =>
+                    {
+                        NotBooked::Taken(Box::new(plan), err)
+                    }
+                    other => NotBooked::Failed(other),
+                })
             }
             .scope_boxed()
         })
         .await;
     match booked {
-        Err(taken @ Error::Conflict { code, .. })
-            if code == booking::Refusal::ProfessionalTaken.code()
-                || code == booking::Refusal::NoResource.code() =>
-        {
+        Ok(appointment) => Ok(appointment),
+        Err(NotBooked::Failed(err)) => Err(err),
+        Err(NotBooked::Taken(plan, taken)) => {
             // What the caller can pick instead, read afterwards (reads only: no
             // transaction around them).
+            let start = request.start;
             let answer = kernel
                 .db
                 .tenant_read(actor.scope(), |conn| {
-                    async move {
-                        let plan = booking::plan(
-                            conn,
-                            kernel,
-                            tenant,
-                            request.patient_id,
-                            &request.service_ids,
-                            request.professional_id,
-                        )
-                        .await?;
-                        booking::with_next_slots(conn, &plan, request.start, taken).await
-                    }
-                    .scope_boxed()
+                    async move { booking::with_next_slots(conn, &plan, start, taken).await }
+                        .scope_boxed()
                 })
                 .await?;
             Err(answer)
         }
-        other => other,
     }
 }
 

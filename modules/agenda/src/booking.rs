@@ -341,7 +341,7 @@ fn local_day(zone: Tz, at: DateTime<Utc>) -> NaiveDate {
 
 /// Loads the professional's calendar around `start`, ignoring `visit` (when moving it).
 async fn calendar_at(
-    conn: &mut Conn,
+    conn: &Conn,
     plan: &Plan,
     start: DateTime<Utc>,
     ignoring: Option<Uuid>,
@@ -405,41 +405,14 @@ pub async fn insert_visit(
     let visit_id = Uuid::now_v7();
     let mut attempt = 0;
     loop {
-        let cal = calendar_at(conn, plan, at.start, None).await?;
-        let rooms = match fit(&cal, plan, at.start, at.outside_hours) {
-            Ok(rooms) => rooms,
+        let rows = match visit_rows(conn, actor, plan, visit_id, &at, notes).await? {
+            Ok(rows) => rows,
             Err(refusal) => return Ok(Err(refusal)),
         };
-        let now = Utc::now();
-        let parts = plan.visit.iter().zip(layout(&plan.visit, at.start));
-        let rows: Vec<NewRow> = parts
-            .zip(rooms)
-            .enumerate()
-            .map(|(i, ((part, (from, to, until)), room))| NewRow {
-                tenant_id: actor.tenant_id,
-                // The first service's row carries the visit's id: lists page over those.
-                id: if i == 0 { visit_id } else { Uuid::now_v7() },
-                visit_id,
-                series_id: at.series_id,
-                patient_id: plan.patient_id,
-                professional_id: plan.professional_id,
-                service_id: part.service_id,
-                resource_id: room,
-                during: range(from, to),
-                blocks: range(from, until),
-                price_cents: part.price_cents,
-                currency: part.currency.clone(),
-                notes: notes.map(str::to_owned),
-                created_by: Some(actor.user_id),
-                booked_by: at.booked_by.as_str(),
-                created_at: now,
-                updated_at: now,
-            })
-            .collect();
         let inserted = guarded(conn, at.savepoint, |c| {
             Box::pin(async move {
                 diesel::insert_into(appointments::table)
-                    .values(&rows)
+                    .values(&rows.0)
                     .execute(c)
                     .await
                     .map(|_| rows)
@@ -447,17 +420,111 @@ pub async fn insert_visit(
         })
         .await?;
         match inserted {
-            Ok(rows) => {
-                return Ok(Ok(rows
-                    .iter()
-                    .zip(&plan.visit)
-                    .map(|(row, part)| row.stored(&part.name))
-                    .collect()));
-            }
+            Ok(rows) => return Ok(Ok(rows.stored(plan))),
             Err(Refusal::NoResource) if at.savepoint && attempt < 2 => attempt += 1,
             Err(refusal) => return Ok(Err(refusal)),
         }
     }
+}
+
+/// The rows of a visit at `at.start` (rooms chosen from the calendar), not yet inserted,
+/// or why the calendar already refuses it.
+async fn visit_rows(
+    conn: &Conn,
+    actor: &Actor,
+    plan: &Plan,
+    visit_id: Uuid,
+    at: &Placement,
+    notes: Option<&str>,
+) -> Result<Result<VisitRows, Refusal>, Error> {
+    let cal = calendar_at(conn, plan, at.start, None).await?;
+    let rooms = match fit(&cal, plan, at.start, at.outside_hours) {
+        Ok(rooms) => rooms,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let now = Utc::now();
+    let parts = plan.visit.iter().zip(layout(&plan.visit, at.start));
+    let rows = parts
+        .zip(rooms)
+        .enumerate()
+        .map(|(i, ((part, (from, to, until)), room))| NewRow {
+            tenant_id: actor.tenant_id,
+            // The first service's row carries the visit's id: lists page over those.
+            id: if i == 0 { visit_id } else { Uuid::now_v7() },
+            visit_id,
+            series_id: at.series_id,
+            patient_id: plan.patient_id,
+            professional_id: plan.professional_id,
+            service_id: part.service_id,
+            resource_id: room,
+            during: range(from, to),
+            blocks: range(from, until),
+            price_cents: part.price_cents,
+            currency: part.currency.clone(),
+            notes: notes.map(str::to_owned),
+            created_by: Some(actor.user_id),
+            booked_by: at.booked_by.as_str(),
+            created_at: now,
+            updated_at: now,
+        })
+        .collect();
+    Ok(Ok(VisitRows(rows)))
+}
+
+/// A visit's rows before they are inserted.
+struct VisitRows(Vec<NewRow>);
+
+impl VisitRows {
+    /// The rows as they will be stored, with their services' names.
+    pub fn stored(&self, plan: &Plan) -> Vec<(Row, String)> {
+        self.0
+            .iter()
+            .zip(&plan.visit)
+            .map(|(row, part)| row.stored(&part.name))
+            .collect()
+    }
+}
+
+/// Books one visit at `at.start` in the caller's transaction, which a refusal leaves
+/// aborted. The rows are known before they are sent, so `then` (the statements that
+/// follow a booking: its event, say) goes to PostgreSQL in the same flight as the insert;
+/// should the insert be refused, theirs fail after it and the refusal is what returns.
+pub async fn book_once<'c, F, Fut>(
+    conn: &'c Conn,
+    actor: &Actor,
+    plan: &Plan,
+    at: Placement,
+    notes: Option<&str>,
+    then: F,
+) -> Result<Appointment, Error>
+where
+    F: FnOnce(&'c Conn, &Appointment) -> Fut,
+    Fut: Future<Output = Result<(), Error>> + 'c,
+{
+    let visit_id = Uuid::now_v7();
+    let rows = visit_rows(conn, actor, plan, visit_id, &at, notes)
+        .await?
+        .map_err(Refusal::into_error)?;
+    let appointment = assemble(plan.zone, &[visit_id], rows.stored(plan))
+        .pop()
+        .ok_or(Error::NotFound {
+            what: "appointment",
+        })?;
+    let insert = async {
+        let mut c = conn;
+        match diesel::insert_into(appointments::table)
+            .values(&rows.0)
+            .execute(&mut c)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(err) => Err(overlap(&err).map_or_else(|| err.into(), Refusal::into_error)),
+        }
+    };
+    // PostgreSQL answers in order, and `try_join!` polls the insert first: its refusal
+    // comes back before the errors of the statements it aborted.
+    futures::try_join!(insert, then(conn, &appointment))?;
+    Ok(appointment)
 }
 
 /// Up to `count` free starts of the plan's visit with its professional, from `after` on,
