@@ -160,7 +160,9 @@ impl From<Error> for Problem {
                 p
             }
             Error::Internal(cause) => {
-                tracing::error!(error = ?cause, "internal error");
+                // The cause chain, without the backtrace: symbolising one loads the
+                // binary's debug information (well over 100 MB) into memory.
+                tracing::error!(error = %format_args!("{cause:#}"), "internal error");
                 Problem::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal_error",

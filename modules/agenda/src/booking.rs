@@ -488,7 +488,7 @@ impl VisitRows {
 /// Books one visit at `at.start` in the caller's transaction, which a refusal leaves
 /// aborted. The rows are known before they are sent, so `then` (the statements that
 /// follow a booking: its event, say) goes to PostgreSQL in the same flight as the insert;
-/// should the insert be refused, theirs fail after it and the refusal is what returns.
+/// should the insert be refused, theirs fail behind it and the refusal is what returns.
 pub async fn book_once<'c, F, Fut>(
     conn: &'c Conn,
     actor: &Actor,
@@ -521,9 +521,10 @@ where
             Err(err) => Err(overlap(&err).map_or_else(|| err.into(), Refusal::into_error)),
         }
     };
-    // PostgreSQL answers in order, and `try_join!` polls the insert first: its refusal
-    // comes back before the errors of the statements it aborted.
-    futures::try_join!(insert, then(conn, &appointment))?;
+    // Both run to their end (after a refusal the others fail at once, the transaction
+    // being aborted); the insert's outcome decides, whichever finished first.
+    let (inserted, followed) = futures::join!(insert, then(conn, &appointment));
+    inserted.and(followed)?;
     Ok(appointment)
 }
 
