@@ -135,8 +135,8 @@ impl From<harmony_core::db::DbError> for NotBooked {
 
 /// Books a visit for `actor`, who must hold `appointments:book`.
 ///
-/// Four round trips: BEGIN with the tenant; everything the booking refers to; the rows
-/// with their event and the waitlist update; COMMIT. A taken time is a 409 carrying the
+/// Five round trips: BEGIN with the tenant; everything the booking refers to; the
+/// calendar around the start; the rows with their event and the waitlist update; COMMIT. A taken time is a 409 carrying the
 /// next free starts, read after the rollback.
 pub async fn book(kernel: &Kernel, actor: &Actor, request: Booking) -> Result<Appointment, Error> {
     if request.outside_hours {
