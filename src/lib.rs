@@ -33,7 +33,11 @@ pub fn openapi_document() -> String {
 
 /// The role policy the modules declare, as checked in at `config/rbac_policy.csv`.
 pub fn rbac_policy() -> String {
-    rbac::policy_csv(&module::permissions(&modules()))
+    let modules = modules();
+    rbac::policy_csv(
+        &module::permissions(&modules),
+        &module::capabilities(&modules),
+    )
 }
 
 /// Applies every module's pending migrations as the schema owner.
@@ -45,7 +49,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<usize> {
     harmony_core::db::migrate(url, module::migrations(&modules())).await
 }
 
-/// Starts the kernel on a migrated database.
+/// Starts the kernel on a migrated database, with the plugins the configuration lists.
 pub async fn start_kernel(config: Config) -> anyhow::Result<Kernel> {
-    Kernel::start(config, rbac::POLICY).await
+    Kernel::start(config, rbac::POLICY, module::capabilities(&modules())).await
 }

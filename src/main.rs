@@ -55,11 +55,42 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Internal: host one plugin library in this process, speaking to the server over
+    /// stdin and stdout. The server starts it; people do not.
+    #[command(hide = true)]
+    PluginHost {
+        #[arg(long)]
+        library: PathBuf,
+        #[arg(long)]
+        sha256: String,
+        #[arg(long, default_value_t = 512)]
+        memory_limit_mb: u64,
+    },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // A plugin host runs no runtime, no logging and no server: only the plugin.
+    if let Command::PluginHost {
+        library,
+        sha256,
+        memory_limit_mb,
+    } = &cli.command
+    {
+        let code = harmony_core::plugins::child::run(harmony_core::plugins::child::ChildArgs {
+            library,
+            sha256,
+            memory_limit_mb: *memory_limit_mb,
+        });
+        std::process::exit(code);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     init_logging(cli.log_json);
     let load = || Config::load(cli.config.as_deref()).context("loading configuration");
     match cli.command {
@@ -98,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
             harmony::migrate(&config).await?;
             serve(config, Some(())).await
         }
+        Command::PluginHost { .. } => Ok(()),
     }
 }
 

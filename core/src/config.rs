@@ -23,6 +23,8 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub dev: DevConfig,
+    #[serde(default)]
+    pub plugins: PluginsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -100,6 +102,59 @@ pub struct EventsConfig {
     pub batch_size: i64,
     /// After this many failed deliveries an event is parked for that subscriber.
     pub max_attempts: i32,
+}
+
+/// Where plugin libraries are and which of them may be loaded.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct PluginsConfig {
+    /// The directory holding the plugin libraries.
+    pub dir: PathBuf,
+    /// The libraries that may be loaded, each with its SHA-256. Any other file in `dir` is
+    /// refused and logged.
+    #[serde(default)]
+    pub installed: Vec<InstalledPlugin>,
+    /// Longest a plugin call (event, route, task) may take.
+    pub call_timeout_ms: u64,
+    /// Address-space limit of each plugin process.
+    pub memory_limit_mb: u64,
+    /// The `harmony` executable that hosts plugin processes (`harmony plugin-host`);
+    /// empty: this very executable.
+    #[serde(default)]
+    pub host_executable: Option<PathBuf>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("plugins-enabled"),
+            installed: Vec::new(),
+            call_timeout_ms: 5_000,
+            memory_limit_mb: 512,
+            host_executable: None,
+        }
+    }
+}
+
+/// One plugin library that may be loaded.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct InstalledPlugin {
+    /// File name inside `plugins.dir`.
+    pub file: String,
+    /// Hex SHA-256 of the file: a file that differs is refused.
+    pub sha256: String,
+    #[serde(default)]
+    pub mode: PluginMode,
+}
+
+/// Where a plugin's code runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginMode {
+    /// In a `harmony plugin-host` child process: a crash kills only the child.
+    #[default]
+    Process,
+    /// Inside the server: faster, but a crash takes the server down. Trusted plugins only.
+    InProcess,
 }
 
 /// Development mode: throwaway keys are generated when none are configured.

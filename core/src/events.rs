@@ -128,17 +128,25 @@ impl Dispatcher {
         }
     }
 
-    /// Polls for new events until the task is aborted.
+    /// Polls for new events until the task is aborted. A subscriber that handled a full
+    /// batch is behind: the next round starts at once instead of after the interval.
     pub fn spawn(self) -> tokio::task::JoinHandle<()> {
         let interval = Duration::from_millis(self.kernel.config.events.poll_interval_ms);
+        let batch = usize::try_from(self.kernel.config.events.batch_size).unwrap_or(usize::MAX);
         tokio::spawn(async move {
             loop {
+                let mut behind = false;
                 for subscription in &self.subscriptions {
-                    if let Err(err) = self.deliver(subscription).await {
-                        tracing::warn!(subscriber = subscription.name, error = %err, "event delivery paused");
+                    match self.deliver(subscription).await {
+                        Ok(handled) => behind |= handled >= batch,
+                        Err(err) => {
+                            tracing::warn!(subscriber = subscription.name, error = %err, "event delivery paused");
+                        }
                     }
                 }
-                tokio::time::sleep(interval).await;
+                if !behind {
+                    tokio::time::sleep(interval).await;
+                }
             }
         })
     }

@@ -17,6 +17,7 @@ pub mod http;
 pub mod jobs;
 pub mod module;
 mod ops;
+pub mod plugins;
 pub mod rbac;
 pub mod schema;
 pub mod server;
@@ -56,6 +57,8 @@ pub enum ApiTags {
     Audit,
     /// Health, readiness.
     Operations,
+    /// Third-party plugins and each clinic's choice of them.
+    Plugins,
 }
 
 /// The running kernel, shared by every handler (`poem::web::Data<&Kernel>`).
@@ -75,6 +78,8 @@ pub struct KernelParts {
     pub zones: tenancy::ZoneCache,
     /// Audit records of reads, written in batches.
     pub audit: audit::AuditJournal,
+    /// The loaded plugins.
+    pub plugins: plugins::PluginHost,
 }
 
 impl std::fmt::Debug for Kernel {
@@ -92,8 +97,13 @@ impl Deref for Kernel {
 }
 
 impl Kernel {
-    /// Connects to the (migrated) database and loads the RBAC policy.
-    pub async fn start(config: Config, policy: &str) -> anyhow::Result<Kernel> {
+    /// Connects to the (migrated) database, loads the RBAC policy and the plugins (which
+    /// may ask for `capabilities`).
+    pub async fn start(
+        config: Config,
+        policy: &str,
+        capabilities: Vec<plugins::Capability>,
+    ) -> anyhow::Result<Kernel> {
         let db = Db::connect(&config.database)?;
         let auth = AuthService::new(&config.auth)?;
         let crypto = crypto_from(&config)?;
@@ -104,6 +114,7 @@ impl Kernel {
             pool_size: audit::WRITERS,
             ..config.database.clone()
         })?);
+        let plugins = plugins::PluginHost::load(&config.plugins, capabilities).await;
         Ok(Kernel(Arc::new(KernelParts {
             config,
             db,
@@ -113,6 +124,7 @@ impl Kernel {
             storage,
             zones,
             audit,
+            plugins,
         })))
     }
 
@@ -219,6 +231,10 @@ impl Module for KernelModule {
         ]
     }
 
+    fn capabilities(&self) -> Vec<plugins::Capability> {
+        plugins::kernel_capabilities()
+    }
+
     fn seed_demo<'a>(
         &'a self,
         kernel: &'a Kernel,
@@ -234,6 +250,7 @@ impl ModuleApi for KernelModule {
         tenancy::api::TenancyApi,
         audit::AuditApi,
         ops::OpsApi,
+        plugins::api::PluginsApi,
     );
 
     fn api(&self) -> Self::Api {
@@ -242,6 +259,7 @@ impl ModuleApi for KernelModule {
             tenancy::api::TenancyApi,
             audit::AuditApi,
             ops::OpsApi,
+            plugins::api::PluginsApi,
         )
     }
 }

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::Kernel;
 use crate::events::Subscription;
 use crate::jobs::JobSpec;
+use crate::plugins::Capability;
 use crate::rbac::{Permission, Role};
 
 /// The demo clinic, as handed to each module's demo seeding.
@@ -56,6 +57,11 @@ pub trait Module: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// What plugins may be granted by a clinic to reach this module's data.
+    fn capabilities(&self) -> Vec<Capability> {
+        Vec::new()
+    }
+
     /// Adds the module's part of the demo clinic. Must be idempotent.
     fn seed_demo<'a>(
         &'a self,
@@ -84,4 +90,9 @@ pub fn permissions(modules: &[&dyn Module]) -> Vec<Permission> {
         .iter()
         .flat_map(|m| m.permissions().iter().copied())
         .collect()
+}
+
+/// Every module's plugin capabilities.
+pub fn capabilities(modules: &[&dyn Module]) -> Vec<Capability> {
+    modules.iter().flat_map(|m| m.capabilities()).collect()
 }

@@ -15,6 +15,7 @@ use tokio::sync::RwLock;
 use uuid::Uuid;
 
 use crate::db::{Db, DbError};
+use crate::plugins::{Capability, capability_role};
 
 pub const MODEL: &str = include_str!("../../config/rbac_model.conf");
 pub const POLICY: &str = include_str!("../../config/rbac_policy.csv");
@@ -67,8 +68,9 @@ pub struct Permission {
     pub granted_to: &'static [Role],
 }
 
-/// The policy file a set of permission declarations produces (`p, role, resource, action`).
-pub fn policy_csv(permissions: &[Permission]) -> String {
+/// The policy file a set of permission declarations produces (`p, role, resource, action`),
+/// with one role per plugin capability (`p, cap:<name>, resource, action`).
+pub fn policy_csv(permissions: &[Permission], capabilities: &[Capability]) -> String {
     let mut lines: Vec<String> = permissions
         .iter()
         .flat_map(|p| {
@@ -77,6 +79,16 @@ pub fn policy_csv(permissions: &[Permission]) -> String {
                 .map(move |role| format!("p, {}, {}, {}", role.as_str(), p.resource, p.action))
         })
         .collect();
+    for capability in capabilities {
+        for p in capability.permissions {
+            lines.push(format!(
+                "p, {}, {}, {}",
+                capability_role(capability.name),
+                p.resource,
+                p.action
+            ));
+        }
+    }
     lines.sort();
     lines.dedup();
     let mut csv = String::from(
@@ -159,6 +171,31 @@ impl Rbac {
         let rules: Vec<Vec<String>> = roles
             .iter()
             .map(|r| vec![subject(user), r.as_str().to_owned(), domain(tenant)])
+            .collect();
+        if !rules.is_empty() {
+            enforcer.add_grouping_policies(rules).await?;
+        }
+        Ok(())
+    }
+
+    /// Mirrors a committed change of a plugin subject's capability roles (`cap:<name>`),
+    /// empty when the plugin is disabled.
+    pub async fn set_links(
+        &self,
+        tenant: Uuid,
+        subject_id: Uuid,
+        roles: &[String],
+    ) -> anyhow::Result<()> {
+        let mut enforcer = self.enforcer.write().await;
+        enforcer
+            .remove_filtered_grouping_policy(
+                0,
+                vec![subject(subject_id), String::new(), domain(tenant)],
+            )
+            .await?;
+        let rules: Vec<Vec<String>> = roles
+            .iter()
+            .map(|r| vec![subject(subject_id), r.clone(), domain(tenant)])
             .collect();
         if !rules.is_empty() {
             enforcer.add_grouping_policies(rules).await?;
@@ -273,10 +310,15 @@ fn read_only() -> casbin::Error {
 }
 
 async fn load_links(db: &Db) -> Result<Vec<(Uuid, Uuid, String)>, DbError> {
-    use crate::schema::{memberships as m, role_assignments as r};
+    use crate::schema::{memberships as m, plugin_installations as pi, role_assignments as r};
     db.system("rbac.load", |conn| {
         async move {
-            let rows = r::table
+            let grants: Vec<(Uuid, Uuid, Vec<String>)> = pi::table
+                .filter(pi::enabled.eq(true))
+                .select((pi::tenant_id, pi::subject_id, pi::granted))
+                .load(conn)
+                .await?;
+            let mut rows = r::table
                 .inner_join(
                     m::table.on(m::tenant_id.eq(r::tenant_id).and(m::user_id.eq(r::user_id))),
                 )
@@ -284,6 +326,13 @@ async fn load_links(db: &Db) -> Result<Vec<(Uuid, Uuid, String)>, DbError> {
                 .select((r::tenant_id, r::user_id, r::role))
                 .load::<(Uuid, Uuid, String)>(conn)
                 .await?;
+            for (tenant, subject, granted) in grants {
+                rows.extend(
+                    granted
+                        .iter()
+                        .map(|c| (tenant, subject, capability_role(c))),
+                );
+            }
             Ok::<_, DbError>(rows)
         }
         .scope_boxed()

@@ -205,5 +205,28 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    plugin_installations (tenant_id, plugin) {
+        tenant_id -> Uuid,
+        plugin -> Text,
+        subject_id -> Uuid,
+        enabled -> Bool,
+        granted -> Array<Text>,
+        changed_by -> Uuid,
+        changed_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    plugin_kv (tenant_id, plugin, key) {
+        tenant_id -> Uuid,
+        plugin -> Text,
+        key -> Text,
+        value -> Jsonb,
+        version -> Int8,
+        updated_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(memberships -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(tenants, users, memberships, role_assignments);

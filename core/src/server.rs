@@ -47,7 +47,14 @@ fn prometheus() -> &'static PrometheusHandle {
 pub fn routes<A: OpenApi + 'static>(kernel: Kernel, api: A) -> impl Endpoint + 'static {
     let metrics = prometheus();
     let service = openapi_service(api);
-    let spec = service.spec_endpoint();
+    // The served document describes the loaded plugins' routes as well.
+    let document =
+        crate::plugins::routes::document_with_plugins(&service.spec(), kernel.plugins.plugins());
+    let spec = make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(document.clone())
+    });
     let docs = service.swagger_ui();
     let db = kernel.db.clone();
     let metrics_endpoint = make_sync(move |_| {
@@ -79,7 +86,14 @@ pub fn routes<A: OpenApi + 'static>(kernel: Kernel, api: A) -> impl Endpoint + '
 
     Route::new()
         .nest("/", service)
-        .at("/openapi.json", spec)
+        .at("/openapi.json", get(spec))
+        .at(
+            "/api/v1/plugins/:plugin/*rest",
+            poem::endpoint::make(|mut req: poem::Request| async move {
+                let body = req.take_body();
+                Ok::<_, poem::Error>(crate::plugins::routes::serve(req, body).await)
+            }),
+        )
         .nest("/docs", docs)
         .at("/metrics", get(metrics_endpoint))
         .data(kernel)
@@ -110,9 +124,11 @@ impl std::fmt::Debug for Background {
 impl Background {
     /// Starts the event dispatcher, the job scheduler and the periodic RBAC reload.
     pub async fn start(kernel: &Kernel, modules: &[&dyn Module]) -> anyhow::Result<Self> {
-        let subscriptions = modules.iter().flat_map(|m| m.subscriptions()).collect();
+        let mut subscriptions: Vec<_> = modules.iter().flat_map(|m| m.subscriptions()).collect();
+        subscriptions.extend(kernel.plugins.subscriptions());
         let dispatcher = Dispatcher::new(kernel.clone(), subscriptions).spawn();
-        let jobs = modules.iter().flat_map(|m| m.jobs()).collect();
+        let mut jobs: Vec<_> = modules.iter().flat_map(|m| m.jobs()).collect();
+        jobs.extend(kernel.plugins.jobs());
         let instance = format!("{}-{}", hostname(), std::process::id());
         let scheduler = Scheduler::new(kernel.clone(), jobs, instance)
             .start()

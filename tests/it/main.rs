@@ -14,6 +14,7 @@ mod jobs;
 mod outbox;
 mod patients;
 mod photos;
+mod plugins;
 mod rbac;
 mod rls;
 mod snapshots;

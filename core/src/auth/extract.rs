@@ -54,7 +54,7 @@ impl Actor {
 #[oai(ty = "bearer", bearer_format = "JWT", checker = "verify_bearer")]
 pub struct BearerAuth(pub Actor);
 
-async fn verify_bearer(req: &Request, bearer: Bearer) -> Result<Actor, poem::Error> {
+pub(crate) async fn verify_bearer(req: &Request, bearer: Bearer) -> Result<Actor, poem::Error> {
     let kernel = req.data::<Kernel>().ok_or_else(|| {
         poem::Error::from_string(
             "kernel missing",

@@ -2,7 +2,7 @@
 //! clinic, rotating refresh tokens stored hashed, and login throttling.
 
 pub mod api;
-mod extract;
+pub(crate) mod extract;
 mod refresh;
 mod throttle;
 

@@ -70,6 +70,12 @@ impl Problem {
         }
     }
 
+    /// Asks the client to wait `secs` before retrying.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
     pub fn status(&self) -> StatusCode {
         StatusCode::from_u16(self.body.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }

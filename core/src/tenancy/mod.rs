@@ -77,6 +77,31 @@ pub mod perm {
         granted_to: MANAGERS,
     };
 
+    /// See the plugins on offer and the clinic's choices.
+    pub const PLUGINS_READ: Permission = Permission {
+        resource: "plugins",
+        action: "read",
+        granted_to: MANAGERS,
+    };
+    /// Enable and disable plugins, grant and refuse their capabilities.
+    pub const PLUGINS_MANAGE: Permission = Permission {
+        resource: "plugins",
+        action: "manage",
+        granted_to: MANAGERS,
+    };
+    /// Call enabled plugins' routes (each route may narrow it to some roles).
+    pub const PLUGIN_ROUTES_CALL: Permission = Permission {
+        resource: "plugin_routes",
+        action: "call",
+        granted_to: STAFF,
+    };
+    /// Publish a plugin's own events: held only by plugins granted `events:emit`.
+    pub const PLUGIN_EVENTS_EMIT: Permission = Permission {
+        resource: "plugin_events",
+        action: "emit",
+        granted_to: &[],
+    };
+
     pub const ALL: &[Permission] = &[
         PROFILE_READ,
         PROFILE_UPDATE,
@@ -88,6 +113,10 @@ pub mod perm {
         MEMBERS_SUSPEND,
         PROFESSIONALS_READ,
         AUDIT_READ,
+        PLUGINS_READ,
+        PLUGINS_MANAGE,
+        PLUGIN_ROUTES_CALL,
+        PLUGIN_EVENTS_EMIT,
     ];
 }
 

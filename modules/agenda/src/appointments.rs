@@ -868,31 +868,7 @@ impl AppointmentsApi {
         id: Path<Uuid>,
     ) -> ApiResult<Json<Appointment>> {
         let actor = kernel.authorize(&auth, &perm::APPOINTMENTS_READ).await?;
-        let tenant = actor.tenant_id;
-        let kernel_ref: &Kernel = &kernel;
-        let appointment = kernel
-            .db
-            .tenant(actor.scope(), |conn| {
-                async move {
-                    let zone = kernel_ref.zones.zone(conn, tenant).await?;
-                    booking::load_one(conn, zone, id.0).await
-                }
-                .scope_boxed()
-            })
-            .await?;
-        kernel
-            .audit
-            .reads(
-                &actor,
-                &[Access {
-                    subject_kind: Some("patient"),
-                    subject_id: Some(appointment.patient_id),
-                    resource: "appointment",
-                    action: "read",
-                }],
-            )
-            .await?;
-        Ok(Json(appointment))
+        Ok(Json(get(&kernel, &actor, id.0).await?))
     }
 
     /// Move an appointment
@@ -1126,6 +1102,34 @@ impl AppointmentsApi {
             next_cursor: None,
         }))
     }
+}
+
+/// One appointment, its read recorded in the audit log. The caller checked the permission.
+pub async fn get(kernel: &Kernel, actor: &Actor, id: Uuid) -> Result<Appointment, Error> {
+    let tenant = actor.tenant_id;
+    let appointment = kernel
+        .db
+        .tenant(actor.scope(), |conn| {
+            async move {
+                let zone = kernel.zones.zone(conn, tenant).await?;
+                booking::load_one(conn, zone, id).await
+            }
+            .scope_boxed()
+        })
+        .await?;
+    kernel
+        .audit
+        .reads(
+            actor,
+            &[Access {
+                subject_kind: Some("patient"),
+                subject_id: Some(appointment.patient_id),
+                resource: "appointment",
+                action: "read",
+            }],
+        )
+        .await?;
+    Ok(appointment)
 }
 
 #[cfg(test)]

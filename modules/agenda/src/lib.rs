@@ -12,6 +12,7 @@ mod feed;
 pub mod holidays;
 mod hours;
 pub mod lifecycle;
+mod plugins;
 mod schema;
 pub mod service;
 mod waitlist;
@@ -131,6 +132,10 @@ impl Module for AgendaModule {
 
     fn permissions(&self) -> &'static [Permission] {
         perm::ALL
+    }
+
+    fn capabilities(&self) -> Vec<harmony_core::plugins::Capability> {
+        plugins::capabilities()
     }
 
     fn seed_demo<'a>(

@@ -99,6 +99,16 @@ pub async fn availability(
         .await
 }
 
+/// One appointment (its read audited); needs the clinic-wide read permission.
+pub async fn get_appointment(
+    kernel: &Kernel,
+    actor: &Actor,
+    id: Uuid,
+) -> Result<Appointment, Error> {
+    kernel.require(actor, &perm::APPOINTMENTS_READ).await?;
+    appointments::get(kernel, actor, id).await
+}
+
 /// Books a visit for a patient; 409 (with the next free starts) when taken.
 pub async fn book(kernel: &Kernel, actor: &Actor, request: Booking) -> Result<Appointment, Error> {
     kernel.require(actor, &perm::APPOINTMENTS_BOOK).await?;

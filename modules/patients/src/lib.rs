@@ -6,6 +6,7 @@
 mod api;
 mod domain;
 mod photos;
+mod plugins;
 mod records;
 mod schema;
 mod search;
@@ -129,6 +130,10 @@ impl Module for PatientsModule {
 
     fn permissions(&self) -> &'static [Permission] {
         perm::ALL
+    }
+
+    fn capabilities(&self) -> Vec<harmony_core::plugins::Capability> {
+        plugins::capabilities()
     }
 
     fn seed_demo<'a>(

@@ -1,0 +1,2 @@
+DROP TABLE plugin_kv;
+DROP TABLE plugin_installations;
