@@ -625,6 +625,21 @@ async fn a_misbehaving_plugin_fails_only_its_own_calls_and_is_restarted() {
         assert_ne!(back.body["pid"], pid, "{route}: not a new process");
         assert_eq!(plugin.starts(), starts + 1, "{route}");
     }
+    // A caller that gives up mid-call leaves no stale answer for the next one.
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let gave_up = impatient
+        .get(format!("{}/api/v1/plugins/misbehaving/slow", app.base))
+        .bearer_auth(a.receptionist.token.as_deref().unwrap())
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the slow route answered within 100 ms");
+    let next = call("/ok").await;
+    assert_eq!(next.status, StatusCode::OK, "{}", next.body);
+    assert_eq!(next.body["ok"], true, "{}", next.body);
+
     stream.abort();
     assert!(
         ok.load(Ordering::Relaxed) > 20,

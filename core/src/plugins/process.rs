@@ -34,6 +34,9 @@ struct Running {
 
 struct Slot {
     child: Option<Running>,
+    /// A call was sent and its answer not read: the caller gave up (its request was
+    /// cancelled) mid-exchange, so the pipe may still hold that answer.
+    dirty: bool,
     /// Consecutive failures: the next start waits `BACKOFF_BASE * 2^(failures-1)`.
     failures: u32,
     retry_at: Option<Instant>,
@@ -72,6 +75,7 @@ impl ProcessRunner {
             timeout,
             slot: Mutex::new(Slot {
                 child: Some(running),
+                dirty: false,
                 failures: 0,
                 retry_at: None,
             }),
@@ -109,6 +113,16 @@ impl ProcessRunner {
         let mut slot = tokio::time::timeout(self.timeout, self.slot.lock())
             .await
             .map_err(|_| CallError::Busy)?;
+        if slot.dirty {
+            // Reading on would pair this call with the abandoned one's answer: start over
+            // with a fresh process (not the plugin's fault, so no backoff).
+            if let Some(mut child) = slot.child.take() {
+                let _ = child.process.start_kill();
+                let _ = child.process.wait().await;
+            }
+            slot.dirty = false;
+            slot.retry_at = None;
+        }
         if slot.child.is_none() {
             if let Some(at) = slot.retry_at {
                 let now = Instant::now();
@@ -132,6 +146,7 @@ impl ProcessRunner {
                 }
             }
         }
+        slot.dirty = true;
         let Some(running) = slot.child.as_mut() else {
             return Err(CallError::Crashed("no plugin process".into()));
         };
@@ -141,6 +156,7 @@ impl ProcessRunner {
             CallKind::Task => protocol::TASK,
         };
         let outcome = tokio::time::timeout(self.timeout, exchange(running, tag, input, ctx)).await;
+        slot.dirty = false;
         match outcome {
             Ok(Ok(outcome)) => {
                 slot.failures = 0;

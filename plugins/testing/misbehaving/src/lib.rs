@@ -8,8 +8,8 @@ use serde_json::json;
 #[derive(Default)]
 struct Misbehaving;
 
-const ROUTES: [&str; 7] = [
-    "/ok", "/panic", "/abort", "/hang", "/oom", "/print", "/crash",
+const ROUTES: [&str; 8] = [
+    "/ok", "/panic", "/abort", "/hang", "/oom", "/print", "/crash", "/slow",
 ];
 
 impl Plugin for Misbehaving {
@@ -53,6 +53,10 @@ impl Plugin for Misbehaving {
                     // Touch every page so the memory is really taken.
                     hoard.push(vec![1u8; 16 << 20]);
                 }
+            }
+            "/slow" => {
+                std::thread::sleep(std::time::Duration::from_millis(600));
+                Ok(Response::ok(json!({ "slow": true })))
             }
             "/print" => {
                 // Printing must not corrupt the pipe to the server.
