@@ -162,6 +162,22 @@ impl Rbac {
         roles
     }
 
+    /// Every role link of a subject in `tenant`, as the enforcer sees them (a plugin's are
+    /// `cap:<name>`).
+    pub async fn links_of(&self, tenant: Uuid, subject_id: Uuid) -> Vec<String> {
+        let enforcer = self.enforcer.read().await;
+        let mut links: Vec<String> = enforcer
+            .get_filtered_grouping_policy(
+                0,
+                vec![subject(subject_id), String::new(), domain(tenant)],
+            )
+            .into_iter()
+            .filter_map(|rule| rule.get(1).cloned())
+            .collect();
+        links.sort();
+        links
+    }
+
     /// Mirrors a committed change of `user`'s roles (empty when suspended or removed).
     pub async fn set_roles(&self, tenant: Uuid, user: Uuid, roles: &[Role]) -> anyhow::Result<()> {
         let mut enforcer = self.enforcer.write().await;

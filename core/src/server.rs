@@ -110,7 +110,8 @@ pub fn routes<A: OpenApi + 'static>(kernel: Kernel, api: A) -> impl Endpoint + '
 
 /// The workers that run beside the HTTP server.
 pub struct Background {
-    dispatcher: tokio::task::JoinHandle<()>,
+    /// The modules' dispatcher, then one per plugin that takes events.
+    dispatchers: Vec<tokio::task::JoinHandle<()>>,
     rbac_refresh: tokio::task::JoinHandle<()>,
     scheduler: tokio_cron_scheduler::JobScheduler,
 }
@@ -124,9 +125,13 @@ impl std::fmt::Debug for Background {
 impl Background {
     /// Starts the event dispatcher, the job scheduler and the periodic RBAC reload.
     pub async fn start(kernel: &Kernel, modules: &[&dyn Module]) -> anyhow::Result<Self> {
-        let mut subscriptions: Vec<_> = modules.iter().flat_map(|m| m.subscriptions()).collect();
-        subscriptions.extend(kernel.plugins.subscriptions());
-        let dispatcher = Dispatcher::new(kernel.clone(), subscriptions).spawn();
+        let subscriptions: Vec<_> = modules.iter().flat_map(|m| m.subscriptions()).collect();
+        let mut dispatchers = vec![Dispatcher::new(kernel.clone(), subscriptions).spawn()];
+        // Each plugin waits on its own dispatcher: one that hangs or fails on every event
+        // delays nobody else's deliveries.
+        for subscription in kernel.plugins.subscriptions() {
+            dispatchers.push(Dispatcher::new(kernel.clone(), vec![subscription]).spawn());
+        }
         let mut jobs: Vec<_> = modules.iter().flat_map(|m| m.jobs()).collect();
         jobs.extend(kernel.plugins.jobs());
         let instance = format!("{}-{}", hostname(), std::process::id());
@@ -147,14 +152,16 @@ impl Background {
             }
         });
         Ok(Self {
-            dispatcher,
+            dispatchers,
             rbac_refresh,
             scheduler,
         })
     }
 
     pub async fn stop(mut self) {
-        self.dispatcher.abort();
+        for dispatcher in &self.dispatchers {
+            dispatcher.abort();
+        }
         self.rbac_refresh.abort();
         let _ = self.scheduler.shutdown().await;
     }

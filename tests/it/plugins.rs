@@ -114,9 +114,12 @@ async fn clinic(app: &TestApp) -> Clinic {
 }
 
 impl Clinic {
-    /// An appointment that took place two hours ago, checked in and completed through the
-    /// API (which publishes `appointment.completed`). Returns its id.
+    /// An appointment that took place earlier today (each call's two hours before the last
+    /// one's), checked in and completed through the API (which publishes
+    /// `appointment.completed`). Returns its id.
     async fn completed_visit(&self, app: &TestApp) -> String {
+        static VISITS: AtomicUsize = AtomicUsize::new(0);
+        let back = 2 + 2 * VISITS.fetch_add(1, Ordering::Relaxed);
         let visit = Uuid::now_v7();
         let (tenant, pro) = (self.a.owner.tenant_id, self.a.professional.user_id);
         let mut admin = app.db.admin_connection().await;
@@ -124,8 +127,8 @@ impl Clinic {
             .batch_execute(&format!(
                 "INSERT INTO appointments (tenant_id, id, visit_id, patient_id, professional_id, service_id, during, blocks, price_cents, currency)
                  VALUES ('{tenant}', '{visit}', '{visit}', '{}', '{pro}', '{}',
-                         tstzrange(now() - interval '2 hours', now() - interval '1 hour'),
-                         tstzrange(now() - interval '2 hours', now() - interval '1 hour'), 15000, 'BRL')",
+                         tstzrange(now() - interval '{back} hours', now() - interval '{back} hours' + interval '1 hour'),
+                         tstzrange(now() - interval '{back} hours', now() - interval '{back} hours' + interval '1 hour'), 15000, 'BRL')",
                 self.patient, self.service
             ))
             .await
@@ -139,6 +142,94 @@ impl Clinic {
         }
         visit.to_string()
     }
+}
+
+/// Where the subscriber's cursor stands, as `(txid, seq)`.
+async fn cursor(app: &TestApp, subscriber: &str) -> (i64, i64) {
+    use diesel::sql_types::{BigInt, Text};
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Cursor {
+        #[diesel(sql_type = BigInt)]
+        last_txid: i64,
+        #[diesel(sql_type = BigInt)]
+        last_seq: i64,
+    }
+    let mut admin = app.db.admin_connection().await;
+    let found: Cursor =
+        diesel::sql_query("SELECT last_txid, last_seq FROM event_cursors WHERE subscriber = $1")
+            .bind::<Text, _>(subscriber)
+            .get_result(&mut admin)
+            .await
+            .unwrap();
+    (found.last_txid, found.last_seq)
+}
+
+/// The `(txid, seq)` of the newest event in the outbox.
+async fn latest_event(app: &TestApp) -> (i64, i64) {
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Latest {
+        #[diesel(sql_type = BigInt)]
+        txid: i64,
+        #[diesel(sql_type = BigInt)]
+        seq: i64,
+    }
+    let mut admin = app.db.admin_connection().await;
+    let found: Latest = diesel::sql_query(
+        "SELECT txid, seq FROM outbox_events ORDER BY txid DESC, seq DESC LIMIT 1",
+    )
+    .get_result(&mut admin)
+    .await
+    .unwrap();
+    (found.txid, found.seq)
+}
+
+/// A plugin's own subject in a clinic.
+async fn plugin_subject(app: &TestApp, plugin: &str, tenant: Uuid) -> Uuid {
+    use diesel::sql_types::{Text, Uuid as SqlUuid};
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Subject {
+        #[diesel(sql_type = SqlUuid)]
+        subject_id: Uuid,
+    }
+    let mut admin = app.db.admin_connection().await;
+    let found: Subject = diesel::sql_query(
+        "SELECT subject_id FROM plugin_installations WHERE plugin = $1 AND tenant_id::text = $2",
+    )
+    .bind::<Text, _>(plugin)
+    .bind::<Text, _>(tenant.to_string())
+    .get_result(&mut admin)
+    .await
+    .unwrap();
+    found.subject_id
+}
+
+/// Every place in a JSON schema document where `type` is a list (OpenAPI 3.1 syntax).
+fn type_lists(value: &serde_json::Value) -> Vec<String> {
+    fn walk(value: &serde_json::Value, at: String, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, inner) in map {
+                    if key == "type" && inner.is_array() {
+                        out.push(at.clone());
+                    }
+                    walk(inner, format!("{at}/{key}"), out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, inner) in items.iter().enumerate() {
+                    walk(inner, format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(value, String::new(), &mut out);
+    out
 }
 
 async fn enable(owner: &Caller, plugin: &str, granted: &[&str]) -> Reply {
@@ -191,8 +282,9 @@ async fn the_example_plugins_are_enabled_and_used_through_the_api() {
     assert_eq!(nps["enabled"], false);
     assert_eq!(nps["mode"], "process");
     assert_eq!(nps["running"], true);
-    assert_eq!(nps["capabilities"][0]["name"], "patients:read");
-    assert_eq!(nps["capabilities"][0]["granted"], false);
+    assert_eq!(nps["capabilities"][0]["name"], "appointments:read");
+    assert_eq!(nps["capabilities"][1]["name"], "patients:read");
+    assert_eq!(nps["capabilities"][1]["granted"], false);
     // Only managers choose plugins.
     assert_eq!(
         c.a.receptionist.get("/api/v1/plugins").await.status,
@@ -214,12 +306,14 @@ async fn the_example_plugins_are_enabled_and_used_through_the_api() {
     assert_eq!(early.status, StatusCode::NOT_FOUND);
     assert_eq!(early.body["code"], "plugin_not_enabled");
 
-    let on = enable(owner, "loyalty", &["services:read"]).await;
+    let on = enable(owner, "loyalty", &["appointments:read", "services:read"]).await;
     assert_eq!(on.status, StatusCode::OK, "{}", on.body);
     assert_eq!(on.body["enabled"], true);
     assert_eq!(on.body["capabilities"][0]["granted"], true);
     assert_eq!(
-        enable(owner, "nps", &["patients:read"]).await.status,
+        enable(owner, "nps", &["appointments:read", "patients:read"])
+            .await
+            .status,
         StatusCode::OK
     );
 
@@ -235,6 +329,9 @@ async fn the_example_plugins_are_enabled_and_used_through_the_api() {
         doc.body["paths"]["/api/v1/plugins/loyalty/patients/{patient_id}/redeem"]["post"]
             .is_object()
     );
+    // ... and stays an OpenAPI 3.0 document with them (3.1's type lists are not 3.0).
+    assert_eq!(doc.body["openapi"], "3.0.0");
+    assert_eq!(type_lists(&doc.body), Vec::<String>::new());
 
     let visit = c.completed_visit(&app).await;
 
@@ -247,6 +344,22 @@ async fn the_example_plugins_are_enabled_and_used_through_the_api() {
     let balance = c.a.receptionist.get(&balance_path).await;
     assert_eq!(balance.body["history"][0]["kind"], "earned");
     assert_eq!(balance.body["history"][0]["appointment_id"], visit.as_str());
+    // Delivered again from the start (at least once means that can happen): no new points.
+    let delivered = cursor(&app, "plugin:loyalty").await;
+    let mut admin = app.db.admin_connection().await;
+    admin
+        .batch_execute(
+            "UPDATE event_cursors SET last_txid = 0, last_seq = 0 WHERE subscriber = 'plugin:loyalty'",
+        )
+        .await
+        .unwrap();
+    eventually("the redelivery", || async {
+        cursor(&app, "plugin:loyalty").await >= delivered
+    })
+    .await;
+    let again = c.a.receptionist.get(&balance_path).await;
+    assert_eq!(again.body["points"], 150, "{}", again.body);
+    assert_eq!(again.body["history"].as_array().unwrap().len(), 1);
     let redeem_path = format!("/api/v1/plugins/loyalty/patients/{}/redeem", c.patient);
     let overdraft =
         c.a.receptionist
@@ -377,7 +490,15 @@ async fn the_example_plugins_are_enabled_and_used_through_the_api() {
         .any(|e| e["actor_kind"] == "plugin" && e["resource"] == "patient.name");
     assert!(by_plugin, "no audited plugin read in {}", log.body);
 
-    // Disabled: routes gone, grants withdrawn.
+    // Disabled: routes gone, grants withdrawn from its subject.
+    let subject = plugin_subject(&app, "loyalty", owner.tenant_id).await;
+    let capability = harmony_core::plugins::capability_role("services:read");
+    let roles = |app: &TestApp| {
+        let rbac = app.kernel.rbac.clone();
+        let tenant = owner.tenant_id;
+        async move { rbac.links_of(tenant, subject).await }
+    };
+    assert!(roles(&app).await.contains(&capability));
     let off = owner
         .put("/api/v1/plugins/loyalty", json!({"enabled": false}))
         .await;
@@ -386,6 +507,7 @@ async fn the_example_plugins_are_enabled_and_used_through_the_api() {
         owner.get(&balance_path).await.body["code"],
         "plugin_not_enabled"
     );
+    assert_eq!(roles(&app).await, Vec::<String>::new());
     background.stop().await;
 }
 
@@ -417,9 +539,27 @@ async fn a_clinic_grants_or_refuses_what_a_plugin_asks_for() {
             .contains("patients:read")
     );
 
-    // Enabled with nothing granted: the plugin works, but cannot read names or prices.
+    // Enabled with nothing granted: the plugins serve their routes but learn nothing of
+    // the clinic's appointments.
     assert_eq!(enable(owner, "nps", &[]).await.status, StatusCode::OK);
     assert_eq!(enable(owner, "loyalty", &[]).await.status, StatusCode::OK);
+    let unseen = c.completed_visit(&app).await;
+    // Grants count when an event is delivered: let the dispatchers pass it first.
+    let latest = latest_event(&app).await;
+    for subscriber in ["plugin:nps", "plugin:loyalty"] {
+        eventually("the dispatchers passing the event", || async {
+            cursor(&app, subscriber).await >= latest
+        })
+        .await;
+    }
+
+    // With appointments:read only: the events arrive, but names and prices stay closed.
+    for plugin in ["nps", "loyalty"] {
+        assert_eq!(
+            enable(owner, plugin, &["appointments:read"]).await.status,
+            StatusCode::OK
+        );
+    }
     let visit = c.completed_visit(&app).await;
     let balance_path = format!("/api/v1/plugins/loyalty/patients/{}/balance", c.patient);
     eventually("the loyalty credit", || async {
@@ -427,12 +567,22 @@ async fn a_clinic_grants_or_refuses_what_a_plugin_asks_for() {
             == visit.as_str()
     })
     .await;
+    // Events come in order: the visit before the grant was passed over, never delivered.
+    let balance = c.a.receptionist.get(&balance_path).await;
+    assert_eq!(balance.body["history"].as_array().unwrap().len(), 1);
     // Without services:read the price is unknown: no points (and no rule was set).
-    assert_eq!(c.a.receptionist.get(&balance_path).await.body["points"], 0);
+    assert_eq!(balance.body["points"], 0);
     let pending = c.a.receptionist.get("/api/v1/plugins/nps/surveys").await;
     assert_eq!(pending.body["items"][0]["appointment_id"], visit.as_str());
     assert!(pending.body["items"][0].get("patient_name").is_none());
-    // The refusal went through RBAC: the plugin's subject was denied.
+    let surveyed: Vec<&str> = pending.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["appointment_id"].as_str())
+        .collect();
+    assert!(!surveyed.contains(&unseen.as_str()), "{surveyed:?}");
+    // And no read of the patient reached their access log.
     let log = owner
         .get(&format!("/api/v1/patients/{}/access-log", c.patient))
         .await;
@@ -446,7 +596,9 @@ async fn a_clinic_grants_or_refuses_what_a_plugin_asks_for() {
 
     // Granted later: the next list has names.
     assert_eq!(
-        enable(owner, "nps", &["patients:read"]).await.status,
+        enable(owner, "nps", &["appointments:read", "patients:read"])
+            .await
+            .status,
         StatusCode::OK
     );
     let named = c.a.receptionist.get("/api/v1/plugins/nps/surveys").await;
@@ -463,16 +615,14 @@ async fn a_plugin_never_sees_another_clinics_data() {
         .unwrap();
     let c = clinic(&app).await;
     let other = &c.a.other_owner;
-    assert_eq!(
-        enable(&c.a.owner, "loyalty", &["services:read"])
-            .await
-            .status,
-        StatusCode::OK
-    );
-    assert_eq!(
-        enable(other, "loyalty", &["services:read"]).await.status,
-        StatusCode::OK
-    );
+    for owner in [&c.a.owner, other] {
+        assert_eq!(
+            enable(owner, "loyalty", &["appointments:read", "services:read"])
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
     c.completed_visit(&app).await;
     let balance_path = format!("/api/v1/plugins/loyalty/patients/{}/balance", c.patient);
     eventually("loyalty points", || async {
@@ -524,7 +674,8 @@ async fn a_plugin_never_sees_another_clinics_data() {
     background.stop().await;
 }
 
-/// Requests of other kinds that keep flowing while a plugin misbehaves: none may fail.
+/// Requests of other kinds that keep flowing while a plugin misbehaves, to the kernel and
+/// to another plugin: none may fail.
 fn steady_stream(
     caller: Caller,
 ) -> (
@@ -536,8 +687,11 @@ fn steady_stream(
     let failed = Arc::new(AtomicUsize::new(0));
     let (ok2, failed2) = (ok.clone(), failed.clone());
     let handle = tokio::spawn(async move {
-        loop {
-            let reply = caller.get("/api/v1/me").await;
+        for path in ["/api/v1/me", "/api/v1/plugins/loyalty/rules"]
+            .iter()
+            .cycle()
+        {
+            let reply = caller.get(path).await;
             if reply.status == StatusCode::OK {
                 ok2.fetch_add(1, Ordering::Relaxed);
             } else {
@@ -551,14 +705,15 @@ fn steady_stream(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_misbehaving_plugin_fails_only_its_own_calls_and_is_restarted() {
-    let dir = PluginDir::new().install("harmony-plugin-misbehaving", PluginMode::Process);
+    let dir = PluginDir::new()
+        .install("harmony-plugin-misbehaving", PluginMode::Process)
+        .install("harmony-plugin-loyalty", PluginMode::Process);
     let app = start(&dir).await;
     let a = app.actors().await;
-    assert_eq!(
-        enable(&a.owner, "misbehaving", &[]).await.status,
-        StatusCode::OK
-    );
-    let (ok, failed, stream) = steady_stream(a.receptionist.clone());
+    for plugin in ["misbehaving", "loyalty"] {
+        assert_eq!(enable(&a.owner, plugin, &[]).await.status, StatusCode::OK);
+    }
+    let (ok, failed, stream) = steady_stream(a.owner.clone());
     let plugin = app.kernel.plugins.get("misbehaving").unwrap().clone();
     let call = |route: &str| {
         let caller = a.receptionist.clone();
@@ -625,20 +780,38 @@ async fn a_misbehaving_plugin_fails_only_its_own_calls_and_is_restarted() {
         assert_ne!(back.body["pid"], pid, "{route}: not a new process");
         assert_eq!(plugin.starts(), starts + 1, "{route}");
     }
-    // A caller that gives up mid-call leaves no stale answer for the next one.
-    let impatient = reqwest::Client::builder()
-        .timeout(Duration::from_millis(100))
-        .build()
-        .unwrap();
-    let gave_up = impatient
-        .get(format!("{}/api/v1/plugins/misbehaving/slow", app.base))
-        .bearer_auth(a.receptionist.token.as_deref().unwrap())
-        .send()
-        .await;
+    // A call given up mid-exchange (its future dropped, as when its request is cancelled)
+    // leaves no stale answer for the next one: the process is replaced.
+    let subject = plugin_subject(&app, "misbehaving", a.owner.tenant_id).await;
+    let actor =
+        harmony_core::plugins::plugin_actor("misbehaving", a.owner.tenant_id, subject, None);
+    let slow = json!({"tenant_id": a.owner.tenant_id, "user_id": a.owner.user_id, "roles": ["owner"],
+        "method": "GET", "route": "/slow", "path": "/slow", "params": {}, "query": {}, "body": null});
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(100),
+        plugin.call(
+            &app.kernel,
+            harmony_core::plugins::CallKind::Request,
+            &slow,
+            actor,
+        ),
+    )
+    .await;
     assert!(gave_up.is_err(), "the slow route answered within 100 ms");
+    let starts = plugin.starts();
     let next = call("/ok").await;
     assert_eq!(next.status, StatusCode::OK, "{}", next.body);
     assert_eq!(next.body["ok"], true, "{}", next.body);
+    assert_eq!(
+        plugin.starts(),
+        starts + 1,
+        "the abandoned process was reused"
+    );
+
+    // A host operation of a capability the manifest never requested is refused.
+    let peek = call("/peek").await;
+    assert_eq!(peek.status, StatusCode::FORBIDDEN, "{}", peek.body);
+    assert_eq!(peek.body["code"], "capability_not_requested");
 
     stream.abort();
     assert!(
@@ -661,7 +834,9 @@ async fn an_in_process_plugin_works_and_its_panics_are_contained() {
     let listed = c.a.owner.get("/api/v1/plugins").await;
     assert_eq!(listed.body["items"][0]["mode"], "in_process");
     assert_eq!(
-        enable(&c.a.owner, "nps", &["patients:read"]).await.status,
+        enable(&c.a.owner, "nps", &["appointments:read", "patients:read"])
+            .await
+            .status,
         StatusCode::OK
     );
     assert_eq!(

@@ -74,6 +74,22 @@ pub struct Capability {
     pub permissions: &'static [Permission],
     /// The host operations it unlocks, by name (e.g. `services.list`).
     pub operations: Vec<(&'static str, HostOpFn)>,
+    /// The outbox topics a plugin granted it receives: exact names, or a prefix ending in
+    /// `.*` (`plugin.*`). A plugin gets an event only if its clinic granted a capability
+    /// that covers the topic.
+    pub topics: &'static [&'static str],
+}
+
+impl Capability {
+    /// Whether this capability lets a plugin receive events of `topic`.
+    pub fn covers(&self, topic: &str) -> bool {
+        self.topics
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => topic.starts_with(prefix),
+                None => *pattern == topic,
+            })
+    }
 }
 
 impl std::fmt::Debug for Capability {
@@ -356,6 +372,14 @@ impl Capabilities {
         self.by_name.get(name)
     }
 
+    /// Whether one of the capabilities named in `among` covers `topic`.
+    pub fn cover(&self, among: &[String], topic: &str) -> bool {
+        among
+            .iter()
+            .filter_map(|name| self.get(name))
+            .any(|c| c.covers(topic))
+    }
+
     /// The capability an operation needs, and the operation.
     fn operation(&self, op: &str) -> Option<&(&'static str, HostOpFn)> {
         self.operations.get(op)
@@ -381,15 +405,22 @@ impl PluginHost {
             refused: Vec::new(),
             capabilities,
         };
+        if config
+            .installed
+            .iter()
+            .any(|p| p.mode == PluginMode::Process)
+        {
+            forbid_inspection();
+        }
         let listed: HashMap<&str, _> = config
             .installed
             .iter()
             .map(|p| (p.file.as_str(), p))
             .collect();
         if let Ok(entries) = std::fs::read_dir(&config.dir) {
+            // Every entry counts, symbolic links and folders too: only listed files load.
             let mut names: Vec<String> = entries
                 .flatten()
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .collect();
             names.sort();
@@ -400,6 +431,16 @@ impl PluginHost {
             }
         }
         for installed in &config.installed {
+            let plain = Path::new(&installed.file)
+                .file_name()
+                .is_some_and(|name| name == installed.file.as_str());
+            if !plain {
+                host.refuse(
+                    &installed.file,
+                    "plugins.installed names a file inside plugins.dir, not a path".into(),
+                );
+                continue;
+            }
             let path = config.dir.join(&installed.file);
             match host.load_one(config, &path, installed).await {
                 Ok(plugin) => {
@@ -505,6 +546,25 @@ impl PluginHost {
                 return Err(format!("it requests the unknown capability {capability}"));
             }
         }
+        // Events carry clinic data: each topic needs a capability the plugin asks for.
+        for topic in &manifest.events {
+            if !self.capabilities.cover(&manifest.capabilities, topic) {
+                let needed: Vec<&str> = self
+                    .capabilities
+                    .by_name
+                    .values()
+                    .filter(|c| c.covers(topic))
+                    .map(|c| c.name)
+                    .collect();
+                return Err(match needed.as_slice() {
+                    [] => format!("it subscribes to {topic}, which no capability offers"),
+                    names => format!(
+                        "it subscribes to {topic} without requesting a capability that covers it ({})",
+                        names.join(" or ")
+                    ),
+                });
+            }
+        }
         for task in &manifest.tasks {
             croner::parser::CronParser::builder()
                 .seconds(croner::parser::Seconds::Required)
@@ -587,6 +647,17 @@ impl PluginHost {
     }
 }
 
+/// Makes this process non-dumpable: processes of the same user (plugin children among
+/// them) can then no longer read its memory or `/proc/<pid>/environ` without ptrace rights.
+fn forbid_inspection() {
+    #[cfg(target_os = "linux")]
+    if let Err(err) =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+    {
+        tracing::warn!(error = %err, "could not make the server non-dumpable");
+    }
+}
+
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_owned())
 }
@@ -659,6 +730,14 @@ async fn deliver(
     let Some(found) = found.filter(|i| i.enabled) else {
         return Ok(());
     };
+    // The clinic decides what the plugin may learn, events included.
+    if !kernel
+        .plugins
+        .capabilities()
+        .cover(&found.granted, &event.topic)
+    {
+        return Ok(());
+    }
     let input = harmony_plugin_api::Event {
         id: event.id.to_string(),
         tenant_id: event.tenant_id.to_string(),
@@ -715,4 +794,67 @@ async fn run_task(
         anyhow::bail!("plugin task failed for {failed} clinic(s)");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host_offering(capabilities: Vec<Capability>) -> PluginHost {
+        PluginHost {
+            plugins: Vec::new(),
+            refused: Vec::new(),
+            capabilities: Arc::new(Capabilities::new(capabilities)),
+        }
+    }
+
+    fn capability(name: &'static str, topics: &'static [&'static str]) -> Capability {
+        Capability {
+            name,
+            description: "",
+            permissions: &[],
+            operations: Vec::new(),
+            topics,
+        }
+    }
+
+    fn manifest(events: &[&str], capabilities: &[&str]) -> Manifest {
+        Manifest {
+            name: "survey".into(),
+            version: "1.0.0".into(),
+            description: String::new(),
+            events: events.iter().map(|e| (*e).to_owned()).collect(),
+            routes: Vec::new(),
+            capabilities: capabilities.iter().map(|c| (*c).to_owned()).collect(),
+            tasks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_subscription_needs_a_requested_capability_that_covers_its_topic() {
+        let host = host_offering(vec![
+            capability("appointments:read", &["appointment.*"]),
+            capability("services:read", &[]),
+        ]);
+        let covered = manifest(&["appointment.completed"], &["appointments:read"]);
+        assert_eq!(host.check_manifest(&covered), Ok(()));
+
+        let uncovered = manifest(&["appointment.completed"], &["services:read"]);
+        let why = host.check_manifest(&uncovered).unwrap_err();
+        assert!(why.contains("appointments:read"), "{why}");
+
+        let nobody = manifest(&["payroll.closed"], &["appointments:read"]);
+        let why = host.check_manifest(&nobody).unwrap_err();
+        assert!(why.contains("no capability offers"), "{why}");
+    }
+
+    #[test]
+    fn topic_patterns_match_exact_names_and_prefixes() {
+        let events = capability("events:emit", &["plugin.*", "exact.topic"]);
+        assert!(events.covers("plugin.nps.answered"));
+        assert!(events.covers("exact.topic"));
+        assert!(!events.covers("exact.topic.more"));
+        assert!(!events.covers("pluginx"));
+        assert!(!events.covers("appointment.booked"));
+    }
 }

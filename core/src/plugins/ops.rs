@@ -358,8 +358,9 @@ async fn kv_write(kernel: &Kernel, call: &PluginCall, writes: Writes) -> Result<
 pub fn kernel_capabilities() -> Vec<Capability> {
     vec![Capability {
         name: "events:emit",
-        description: "Publish events of its own (plugin.<name>.*) for other modules and plugins",
+        description: "Publish events of its own (plugin.<name>.*) for other modules and plugins, and receive those of other plugins",
         permissions: &[perm::PLUGIN_EVENTS_EMIT],
+        topics: &["plugin.*"],
         operations: vec![(
             "events.emit",
             Arc::new(|kernel: Kernel, call: PluginCall, args: Value| {

@@ -109,8 +109,10 @@ impl ProcessRunner {
         input: &[u8],
         ctx: &CallContext,
     ) -> Result<Outcome, CallError> {
-        // Calls queue behind one another; waiting counts against the caller's time too.
-        let mut slot = tokio::time::timeout(self.timeout, self.slot.lock())
+        // One deadline for the whole call: waiting behind other calls, a restart and the
+        // exchange itself all count against it.
+        let deadline = Instant::now() + self.timeout;
+        let mut slot = tokio::time::timeout_at(deadline, self.slot.lock())
             .await
             .map_err(|_| CallError::Busy)?;
         if slot.dirty {
@@ -132,7 +134,8 @@ impl ProcessRunner {
                     });
                 }
             }
-            match spawn(&self.command, self.timeout).await {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match spawn(&self.command, left).await {
                 Ok((running, _manifest)) => {
                     self.starts.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("plugin_restarts_total", "plugin" => self.name.clone())
@@ -155,7 +158,7 @@ impl ProcessRunner {
             CallKind::Request => protocol::REQUEST,
             CallKind::Task => protocol::TASK,
         };
-        let outcome = tokio::time::timeout(self.timeout, exchange(running, tag, input, ctx)).await;
+        let outcome = tokio::time::timeout_at(deadline, exchange(running, tag, input, ctx)).await;
         slot.dirty = false;
         match outcome {
             Ok(Ok(outcome)) => {
@@ -206,7 +209,11 @@ async fn spawn(command: &ChildCommand, timeout: Duration) -> Result<(Running, Ve
         .arg(&command.sha256)
         .arg("--memory-limit-mb")
         .arg(command.memory_limit_mb.to_string())
-        // The plugin sees none of the server's environment (its secrets among it).
+        // The plugin is not handed the server's environment (its secrets among it). This
+        // is no sandbox: the child runs as the server's user, which is why only libraries
+        // the operator listed by hash are loaded. The server makes itself non-dumpable
+        // (`forbid_inspection`), so that user's processes cannot read its memory or its
+        // /proc environ without ptrace rights.
         .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

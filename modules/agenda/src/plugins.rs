@@ -1,6 +1,7 @@
 //! What a clinic may let a plugin read of its agenda: `services:read` (the active
 //! services) and `appointments:read` (one appointment by id, without its notes or
-//! cancellation reason; the read is audited like the staff's).
+//! cancellation reason, the read audited like the staff's; and the `appointment.*` and
+//! `waitlist.*` events).
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ pub fn capabilities() -> Vec<Capability> {
             name: "services:read",
             description: "Read the clinic's active services: names, categories, durations and prices",
             permissions: &[perm::SERVICES_READ],
+            topics: &[],
             operations: vec![(
                 "services.list",
                 Arc::new(|kernel: Kernel, call: PluginCall, _args: Value| {
@@ -31,6 +33,7 @@ pub fn capabilities() -> Vec<Capability> {
             name: "appointments:read",
             description: "Read an appointment by id: times, status, services, professional and patient ids (never its notes)",
             permissions: &[perm::APPOINTMENTS_READ],
+            topics: &["appointment.*", "waitlist.*"],
             operations: vec![(
                 "appointments.get",
                 Arc::new(|kernel: Kernel, call: PluginCall, args: Value| {

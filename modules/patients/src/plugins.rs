@@ -1,5 +1,5 @@
 //! What a clinic may let a plugin read of its patients: `patients:read`, a patient's name
-//! and nickname by id. Every read is in the patient's access log, with the plugin as actor.
+//! by id, and the `patient.*` events. Every read is in the patient's access log, with the plugin as actor.
 
 use std::sync::Arc;
 
@@ -17,8 +17,9 @@ use crate::{perm, service};
 pub fn capabilities() -> Vec<Capability> {
     vec![Capability {
         name: "patients:read",
-        description: "Read a patient's name and nickname by id; each read appears in the patient's access log",
+        description: "Read a patient's name by id (full name, the first name or nickname messages use, and whether the record is active) and receive patient.* events; each read appears in the patient's access log",
         permissions: &[perm::READ_CONTACT],
+        topics: &["patient.*"],
         operations: vec![(
             "patients.get",
             Arc::new(|kernel: Kernel, call: PluginCall, args: Value| {

@@ -155,7 +155,8 @@ impl<'a> Host<'a> {
         self.call("appointments.get", json!({ "id": id }))
     }
 
-    /// A patient's name and nickname (capability `patients:read`); the read is audited.
+    /// A patient's full name, the first name (or nickname) messages use, and whether the
+    /// record is active (capability `patients:read`); the read is audited.
     pub fn patient(&self, id: &str) -> Result<Value, Failure> {
         self.call("patients.get", json!({ "id": id }))
     }

@@ -19,7 +19,10 @@
 //! crate-type = ["cdylib"]
 //!
 //! [dependencies]
-//! harmony-plugin-api = "0.1"
+//! # Not on crates.io: take it from the Harmony repository, at the tag of the Harmony
+//! # release you target (the ABI version must match), or from a local checkout.
+//! harmony-plugin-api = { git = "https://github.com/<your-fork>/harmony", tag = "v0.1.0" }
+//! # harmony-plugin-api = { path = "../harmony/plugins/api" }
 //! serde_json = "1"
 //! ```
 //!
@@ -50,7 +53,8 @@
 //!                     "properties": {"completed": {"type": "integer"}}})),
 //!                 query: vec![],
 //!             }],
-//!             capabilities: vec![],
+//!             // Appointment events carry the clinic's data: the clinic must grant this.
+//!             capabilities: vec!["appointments:read".into()],
 //!             tasks: vec![],
 //!         }
 //!     }
@@ -116,23 +120,28 @@
 //! the capabilities it asks for (or refusing some):
 //!
 //! ```text
-//! PUT /api/v1/plugins/hello   {"enabled": true, "granted": []}
+//! PUT /api/v1/plugins/hello   {"enabled": true, "granted": ["appointments:read"]}
 //! GET /api/v1/plugins/hello/count
 //! ```
 //!
-//! From then on the plugin receives that clinic's events and serves its routes to that
-//! clinic's staff. It acts as its own subject, through Harmony's RBAC and row-level
+//! Harmony loads plugins when it starts: restart it after adding a library to the list.
+//! From then on the plugin receives that clinic's events (those of the topics its granted
+//! capabilities cover) and serves its routes to that clinic's staff. It acts as its own subject, through Harmony's RBAC and row-level
 //! security: it reads only what a granted capability allows, and only in that clinic.
 //!
 //! ## Capabilities
 //!
-//! | capability | host operations |
-//! |---|---|
-//! | (none needed) | `kv.get`, `kv.list`, `kv.write`, `kv.delete`: the plugin's own store in the clinic |
-//! | `services:read` | `services.list` |
-//! | `appointments:read` | `appointments.get` |
-//! | `patients:read` | `patients.get` (name and nickname; every read is in the patient's access log) |
-//! | `events:emit` | `events.emit` (topic `plugin.{name}.{topic}`) |
+//! A topic in the manifest's `events` must be covered by a capability the manifest
+//! requests (Harmony refuses the library otherwise), and a clinic that did not grant that
+//! capability sends the plugin none of those events.
+//!
+//! | capability | host operations | events |
+//! |---|---|---|
+//! | (none needed) | `kv.get`, `kv.list`, `kv.write`, `kv.delete`: the plugin's own store in the clinic | |
+//! | `services:read` | `services.list` | |
+//! | `appointments:read` | `appointments.get` | `appointment.*`, `waitlist.*` |
+//! | `patients:read` | `patients.get` (full name, first name or nickname, status; every read is in the patient's access log) | `patient.*` |
+//! | `events:emit` | `events.emit` (topic `plugin.{name}.{topic}`) | `plugin.*` |
 //!
 //! ## Rules of the road
 //!

@@ -133,7 +133,7 @@ impl Plugin for Loyalty {
             description: "Loyalty program: points for every completed appointment, redeemable at the front desk".into(),
             events: vec!["appointment.completed".into()],
             routes: vec![rules, set_rule, balance, redeem],
-            capabilities: vec!["services:read".into()],
+            capabilities: vec!["appointments:read".into(), "services:read".into()],
             tasks: vec![],
         }
     }

@@ -135,7 +135,7 @@ impl Plugin for Nps {
                 "promoters": {"type": "integer"},
                 "passives": {"type": "integer"},
                 "detractors": {"type": "integer"},
-                "nps": {"type": ["integer", "null"], "minimum": -100, "maximum": 100}
+                "nps": {"type": "integer", "nullable": true, "minimum": -100, "maximum": 100}
             }
         }));
         Manifest {
@@ -144,7 +144,7 @@ impl Plugin for Nps {
             description: "Satisfaction survey (NPS) after every completed appointment".into(),
             events: vec!["appointment.completed".into()],
             routes: vec![list, answer, score],
-            capabilities: vec!["patients:read".into()],
+            capabilities: vec!["appointments:read".into(), "patients:read".into()],
             tasks: vec![TaskSpec {
                 name: "expire".into(),
                 schedule: "0 30 3 * * *".into(),

@@ -8,8 +8,8 @@ use serde_json::json;
 #[derive(Default)]
 struct Misbehaving;
 
-const ROUTES: [&str; 8] = [
-    "/ok", "/panic", "/abort", "/hang", "/oom", "/print", "/crash", "/slow",
+const ROUTES: [&str; 9] = [
+    "/ok", "/panic", "/abort", "/hang", "/oom", "/print", "/crash", "/slow", "/peek",
 ];
 
 impl Plugin for Misbehaving {
@@ -37,7 +37,7 @@ impl Plugin for Misbehaving {
         }
     }
 
-    fn on_request(&self, _host: &Host<'_>, request: Request) -> Result<Response, Failure> {
+    fn on_request(&self, host: &Host<'_>, request: Request) -> Result<Response, Failure> {
         match request.route.as_str() {
             "/ok" => Ok(Response::ok(
                 json!({ "ok": true, "pid": std::process::id() }),
@@ -54,6 +54,10 @@ impl Plugin for Misbehaving {
                     hoard.push(vec![1u8; 16 << 20]);
                 }
             }
+            // Reads a patient without having asked for `patients:read`.
+            "/peek" => host
+                .patient("00000000-0000-0000-0000-000000000000")
+                .map(Response::ok),
             "/slow" => {
                 std::thread::sleep(std::time::Duration::from_millis(600));
                 Ok(Response::ok(json!({ "slow": true })))
