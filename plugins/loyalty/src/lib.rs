@@ -5,7 +5,7 @@
 //! service with `PUT /rules/{service_id}`. Staff see a patient's balance and history and
 //! redeem points; a redemption larger than the balance is refused.
 
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use harmony_plugin_api::{
     Event, Failure, Host, KvWrite, Manifest, Plugin, Request, Response, RouteSpec,
 };
@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 /// Attempts of a compare-and-set update before giving up (another writer kept winning).
 const ATTEMPTS: usize = 8;
 /// Most history entries a balance shows.
-const HISTORY: usize = 50;
+const HISTORY: u32 = 50;
 const MAX_RULE_POINTS: i64 = 100_000;
 
 #[derive(Default)]
@@ -71,8 +71,12 @@ fn balance_key(patient: &str) -> String {
     format!("balance:{patient}")
 }
 
+/// A ledger entry's key: the newest entry sorts first, so the balance route reads one
+/// short page however long the patient's history grows.
 fn ledger_key(patient: &str, at: &str, id: &str) -> String {
-    format!("ledger:{patient}:{at}:{id}")
+    let micros = DateTime::parse_from_rfc3339(at)
+        .map_or_else(|_| Utc::now().timestamp_micros(), |t| t.timestamp_micros());
+    format!("ledger:{patient}:{:019}:{id}", i64::MAX - micros)
 }
 
 impl Plugin for Loyalty {
@@ -274,13 +278,12 @@ fn balance(host: &Host<'_>, patient: &str) -> Result<Value, Failure> {
     let points = host
         .kv_get_as::<i64>(&balance_key(patient))?
         .map_or(0, |(p, _)| p);
-    let mut history: Vec<Movement> = host
-        .kv_scan(&format!("ledger:{patient}:"))?
+    let history: Vec<Movement> = host
+        .kv_list(&format!("ledger:{patient}:"), None, HISTORY)?
+        .entries
         .into_iter()
         .filter_map(|e| serde_json::from_value(e.value).ok())
         .collect();
-    history.reverse();
-    history.truncate(HISTORY);
     Ok(json!({ "patient_id": patient, "points": points, "history": history }))
 }
 
@@ -337,3 +340,20 @@ fn redeem(host: &Host<'_>, patient: &str, body: &Value) -> Result<Response, Fail
 }
 
 harmony_plugin_api::export_plugin!(Loyalty);
+
+#[cfg(test)]
+mod tests {
+    use super::ledger_key;
+
+    #[test]
+    fn the_newest_ledger_entry_sorts_first() {
+        let patient = "0190a5c6-0000-7000-8000-000000000001";
+        let older = ledger_key(patient, "2026-12-04T09:00:00.5Z", "a");
+        let newer = ledger_key(patient, "2026-12-04T09:00:00.500001Z", "b");
+        let next_year = ledger_key(patient, "2027-01-01T00:00:00-03:00", "c");
+        let mut keys = vec![older.clone(), newer.clone(), next_year.clone()];
+        keys.sort();
+        assert_eq!(keys, [next_year, newer, older]);
+        assert!(keys.iter().all(|k| k.len() == keys[0].len()));
+    }
+}
