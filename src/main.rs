@@ -69,6 +69,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    quiet_error_backtraces();
     let cli = Cli::parse();
     // A plugin host runs no runtime, no logging and no server: only the plugin.
     if let Command::PluginHost {
@@ -88,6 +89,21 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?
         .block_on(run(cli))
+}
+
+/// Errors carry no backtrace unless `RUST_LIB_BACKTRACE` asks for one. Logged errors show
+/// their cause chain, never a backtrace, yet with `RUST_BACKTRACE=1` (wanted for panics)
+/// every internal error would walk its stack when made: a refused booking makes two.
+/// Panics keep following `RUST_BACKTRACE`.
+fn quiet_error_backtraces() {
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        // SAFETY: the first statement of `main`, before any other thread exists, so
+        // nothing can read the environment while it changes.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::env::set_var("RUST_LIB_BACKTRACE", "0");
+        }
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -140,6 +140,23 @@ async fn booking_takes_a_free_start_and_refuses_an_overlap_with_the_next_free_on
         let next = taken.body["extra"]["next_slots"].as_array().unwrap();
         assert_eq!(hhmm(&next[0]["start"]), "10:30", "{}", taken.body);
     }
+    // Placed outside the working hours' rules, only the database's constraint judges the
+    // overlap: still a 409, with the same answer.
+    let forced =
+        c.a.owner
+            .post(
+                "/api/v1/appointments",
+                json!({"patient_id": c.patient, "service_ids": [&c.peeling],
+                   "professional_id": c.a.professional.user_id,
+                   "start": at(day, "09:30"), "outside_hours": true}),
+            )
+            .await;
+    assert_eq!(forced.status, StatusCode::CONFLICT, "{}", forced.body);
+    assert_eq!(forced.body["code"], "slot_taken");
+    assert_eq!(
+        hhmm(&forced.body["extra"]["next_slots"][0]["start"]),
+        "10:30"
+    );
     assert_eq!(
         c.book(&c.a.owner, &[&c.peeling], &at(day, "10:30"))
             .await

@@ -174,6 +174,12 @@ pub fn free_resource(
         .map(|r| Some(*r))
 }
 
+/// Whether the professional has nothing over `[from, until)`: no appointment (with its
+/// buffer) and no time off.
+pub fn professional_free(cal: &Calendar, from: DateTime<Utc>, until: DateTime<Utc>) -> bool {
+    !overlaps(&cal.busy, from, until)
+}
+
 /// Whether a visit over `[start, end)` falls inside one of the professional's working
 /// intervals, on a day the clinic is open, outside time off. Existing appointments are not
 /// considered: the database's constraints judge those.

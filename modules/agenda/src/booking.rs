@@ -24,7 +24,8 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::availability::{
-    self, AvailableSlot, Calendar, VisitPart, free_resource, layout, within_hours,
+    self, AvailableSlot, Calendar, VisitPart, free_resource, layout, professional_free,
+    within_hours,
 };
 use crate::catalog::{self, AgendaSettings};
 use crate::lifecycle::{Action, Status};
@@ -184,7 +185,8 @@ pub fn check_start(plan: &Plan, start: DateTime<Utc>, now: DateTime<Utc>) -> Res
 pub enum Refusal {
     /// Outside the professional's working hours, on a closed day or during time off.
     OutsideHours,
-    /// The professional is booked then (the database refused the overlap).
+    /// The professional is booked then (in the calendar, or refused by the database's
+    /// exclusion constraint when a concurrent booking committed first).
     ProfessionalTaken,
     /// No suitable room or machine is free then.
     NoResource,
@@ -359,7 +361,11 @@ async fn calendar_at(
     .await
 }
 
-/// The rooms each service would use at `start`, or why the visit cannot happen then.
+/// The rooms each service would use at `start`, or why the visit cannot happen then. A
+/// time the calendar shows taken is refused here, without an insert the database would
+/// refuse (and a dead row it would leave); a booking that commits after the calendar was
+/// read is still caught by the exclusion constraint. Outside working hours (staff placing
+/// a visit over time off, say), only the constraint judges.
 fn fit(
     cal: &Calendar,
     plan: &Plan,
@@ -368,8 +374,17 @@ fn fit(
 ) -> Result<Vec<Option<Uuid>>, Refusal> {
     let times = layout(&plan.visit, start);
     let end = times.last().map_or(start, |t| t.1);
-    if !outside_hours && !within_hours(cal, start, end) {
-        return Err(Refusal::OutsideHours);
+    if !outside_hours {
+        if !within_hours(cal, start, end) {
+            return Err(Refusal::OutsideHours);
+        }
+        // Time off was ruled out above, so what is busy now is an appointment.
+        if !times
+            .iter()
+            .all(|(from, _, until)| professional_free(cal, *from, *until))
+        {
+            return Err(Refusal::ProfessionalTaken);
+        }
     }
     plan.visit
         .iter()
