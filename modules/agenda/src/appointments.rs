@@ -136,8 +136,8 @@ impl From<harmony_core::db::DbError> for NotBooked {
 /// Books a visit for `actor`, who must hold `appointments:book`.
 ///
 /// Five round trips: BEGIN with the tenant; everything the booking refers to; the
-/// calendar around the start; the rows with their event and the waitlist update; COMMIT. A taken time is a 409 carrying the
-/// next free starts, read after the rollback.
+/// calendar around the start; the rows with their event and the waitlist update; COMMIT.
+/// A taken time is a 409 carrying the next free starts, read after the rollback.
 pub async fn book(kernel: &Kernel, actor: &Actor, request: Booking) -> Result<Appointment, Error> {
     if request.outside_hours {
         kernel.require(actor, &perm::APPOINTMENTS_OVERRIDE).await?;
