@@ -8,22 +8,34 @@ use harmony_core::module::{self, Module, ModuleApi};
 use harmony_core::rbac;
 use harmony_core::{Kernel, KernelModule};
 use harmony_patients::PatientsModule;
+use harmony_whatsapp::WhatsappModule;
 
 /// The composed HTTP API of the kernel and every module: one element per module.
 pub type Api = (
     <KernelModule as ModuleApi>::Api,
     <PatientsModule as ModuleApi>::Api,
     <AgendaModule as ModuleApi>::Api,
+    <WhatsappModule as ModuleApi>::Api,
 );
 
 /// Builds the composed API.
 pub fn api() -> Api {
-    (KernelModule.api(), PatientsModule.api(), AgendaModule.api())
+    (
+        KernelModule.api(),
+        PatientsModule.api(),
+        AgendaModule.api(),
+        WhatsappModule.api(),
+    )
 }
 
 /// Every module, kernel first, each after the modules it depends on.
 pub fn modules() -> Vec<&'static dyn Module> {
-    vec![&KernelModule, &PatientsModule, &AgendaModule]
+    vec![
+        &KernelModule,
+        &PatientsModule,
+        &AgendaModule,
+        &WhatsappModule,
+    ]
 }
 
 /// The OpenAPI document, as checked in at `openapi/harmony.json`.
@@ -49,7 +61,13 @@ pub async fn migrate(config: &Config) -> anyhow::Result<usize> {
     harmony_core::db::migrate(url, module::migrations(&modules())).await
 }
 
-/// Starts the kernel on a migrated database, with the plugins the configuration lists.
+/// Starts the kernel on a migrated database, with the plugins the configuration lists,
+/// and lets every module set itself up.
 pub async fn start_kernel(config: Config) -> anyhow::Result<Kernel> {
-    Kernel::start(config, rbac::POLICY, module::capabilities(&modules())).await
+    let modules = modules();
+    let kernel = Kernel::start(config, rbac::POLICY, module::capabilities(&modules)).await?;
+    for module in &modules {
+        module.init(&kernel).await?;
+    }
+    Ok(kernel)
 }

@@ -25,6 +25,74 @@ pub struct Config {
     pub dev: DevConfig,
     #[serde(default)]
     pub plugins: PluginsConfig,
+    /// Each feature module's own section, `[modules.<name>]`, read by the module itself.
+    #[serde(default, skip_serializing)]
+    pub modules: ModuleSections,
+}
+
+/// The `[modules.<name>]` sections. In them, keys ending in `_secret`, `_token`, `_key` or
+/// `_password` are secrets: refused in TOML files, accepted from the environment or from
+/// a file named by the same key with `_file` appended.
+#[derive(Clone, Default, Deserialize)]
+pub struct ModuleSections(std::collections::BTreeMap<String, serde_json::Value>);
+
+impl std::fmt::Debug for ModuleSections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+/// Whether a key of a module section names a secret.
+fn is_secret_key(key: &str) -> bool {
+    ["_secret", "_token", "_key", "_password"]
+        .iter()
+        .any(|s| key.ends_with(s))
+}
+
+impl ModuleSections {
+    /// The section of module `name`, as the module's own type (defaults when absent).
+    pub fn get<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        name: &str,
+    ) -> Result<T, serde_json::Error> {
+        match self.0.get(name) {
+            Some(value) => serde_json::from_value(value.clone()),
+            None => Ok(T::default()),
+        }
+    }
+
+    /// Sets a key of a module's section (tests, tools).
+    pub fn set(&mut self, module: &str, key: &str, value: impl Into<serde_json::Value>) {
+        let section = self
+            .0
+            .entry(module.to_owned())
+            .or_insert_with(|| serde_json::Value::Object(Default::default()));
+        if let Some(map) = section.as_object_mut() {
+            map.insert(key.to_owned(), value.into());
+        }
+    }
+
+    fn read_secret_files(&mut self) -> Result<(), ConfigError> {
+        for section in self.0.values_mut() {
+            let Some(map) = section.as_object_mut() else {
+                continue;
+            };
+            let files: Vec<(String, PathBuf)> = map
+                .iter()
+                .filter_map(|(k, v)| {
+                    let base = k.strip_suffix("_file")?;
+                    (is_secret_key(base) && v.is_string())
+                        .then(|| (base.to_owned(), PathBuf::from(v.as_str().unwrap_or(""))))
+                })
+                .collect();
+            for (key, path) in files {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|source| ConfigError::SecretFile { path, source })?;
+                map.insert(key, serde_json::Value::String(text.trim().to_owned()));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -170,7 +238,7 @@ pub enum ConfigError {
     #[error("invalid configuration: {0}")]
     Invalid(#[from] Box<figment::Error>),
     #[error("`{0}` is a secret: set it through the environment or a file, not in a TOML file")]
-    SecretInFile(&'static str),
+    SecretInFile(String),
     #[error("cannot read secret file {path}: {source}")]
     SecretFile {
         path: PathBuf,
@@ -198,7 +266,16 @@ impl Config {
             let file = Figment::from(Toml::file(path));
             for (section, key) in SECRET_KEYS {
                 if file.find_value(&format!("{section}.{key}")).is_ok() {
-                    return Err(ConfigError::SecretInFile(key));
+                    return Err(ConfigError::SecretInFile(key.to_owned()));
+                }
+            }
+            if let Ok(modules) = file.find_value("modules")
+                && let Some(sections) = modules.as_dict()
+            {
+                for section in sections.values().filter_map(|v| v.as_dict()) {
+                    if let Some(key) = section.keys().find(|k| is_secret_key(k)) {
+                        return Err(ConfigError::SecretInFile(key.clone()));
+                    }
                 }
             }
             figment = figment.merge(Toml::file(path));
@@ -227,7 +304,7 @@ impl Config {
         read(&self.database.password_file, &mut self.database.password)?;
         read(&self.auth.jwt_secret_file, &mut self.auth.jwt_secret)?;
         read(&self.crypto.master_key_file, &mut self.crypto.master_key)?;
-        Ok(())
+        self.modules.read_secret_files()
     }
 
     /// Makes sure the secrets are present, generating throwaway ones in dev mode.
@@ -290,7 +367,7 @@ mod tests {
         .unwrap();
         let err = Config::load(Some(&file)).unwrap_err();
         assert!(
-            matches!(err, ConfigError::SecretInFile("jwt_secret")),
+            matches!(err, ConfigError::SecretInFile(ref k) if k == "jwt_secret"),
             "{err}"
         );
     }
@@ -307,6 +384,40 @@ mod tests {
         config.dev.mode = true;
         config.ensure_secrets().unwrap();
         assert!(config.auth.jwt_secret.is_some() && config.crypto.master_key.is_some());
+    }
+
+    #[test]
+    fn module_secrets_come_from_the_environment_or_a_file_only() {
+        let dir = std::env::temp_dir().join(format!("harmony-config-m-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("prod.toml");
+        std::fs::write(&file, "[modules.whatsapp]\napp_secret = \"committed\"\n").unwrap();
+        let err = Config::load(Some(&file)).unwrap_err();
+        assert!(
+            matches!(err, ConfigError::SecretInFile(ref k) if k == "app_secret"),
+            "{err}"
+        );
+
+        let secret = dir.join("secret");
+        std::fs::write(&secret, "from-a-file\n").unwrap();
+        std::fs::write(
+            &file,
+            format!(
+                "[modules.whatsapp]\napp_secret_file = \"{}\"\ngraph_version = \"v24.0\"\n",
+                secret.display()
+            ),
+        )
+        .unwrap();
+        let config = Config::load(Some(&file)).unwrap();
+        #[derive(Default, serde::Deserialize)]
+        struct Section {
+            app_secret: Option<String>,
+            graph_version: Option<String>,
+        }
+        let section: Section = config.modules.get("whatsapp").unwrap();
+        assert_eq!(section.app_secret.as_deref(), Some("from-a-file"));
+        assert_eq!(section.graph_version.as_deref(), Some("v24.0"));
+        assert!(!format!("{config:?}").contains("from-a-file"));
     }
 
     #[test]

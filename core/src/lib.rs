@@ -80,6 +80,40 @@ pub struct KernelParts {
     pub audit: audit::AuditJournal,
     /// The loaded plugins.
     pub plugins: plugins::PluginHost,
+    /// What modules keep while the server runs (clients of external services, caches),
+    /// one value per type, installed by [`Module::init`].
+    pub extensions: Extensions,
+}
+
+/// A map from a type to the one value of it that a module installed.
+#[derive(Default)]
+pub struct Extensions(
+    std::sync::RwLock<
+        std::collections::HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>,
+    >,
+);
+
+impl std::fmt::Debug for Extensions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Extensions")
+    }
+}
+
+impl Extensions {
+    /// Installs `value`, replacing any earlier value of its type.
+    pub fn insert<T: Send + Sync + 'static>(&self, value: T) {
+        if let Ok(mut map) = self.0.write() {
+            map.insert(std::any::TypeId::of::<T>(), Arc::new(value));
+        }
+    }
+
+    /// The installed value of type `T`.
+    pub fn get<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
+        let map = self.0.read().ok()?;
+        map.get(&std::any::TypeId::of::<T>())
+            .cloned()
+            .and_then(|v| v.downcast::<T>().ok())
+    }
 }
 
 impl std::fmt::Debug for Kernel {
@@ -125,6 +159,7 @@ impl Kernel {
             zones,
             audit,
             plugins,
+            extensions: Extensions::default(),
         })))
     }
 

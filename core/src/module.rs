@@ -62,6 +62,12 @@ pub trait Module: Send + Sync + 'static {
         Vec::new()
     }
 
+    /// Runs once when the kernel has started, before the server serves: the place to
+    /// install what the module keeps while running (`kernel.extensions`).
+    fn init<'a>(&'a self, _kernel: &'a Kernel) -> BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
     /// Adds the module's part of the demo clinic. Must be idempotent.
     fn seed_demo<'a>(
         &'a self,

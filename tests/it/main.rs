@@ -19,3 +19,4 @@ mod rbac;
 mod rls;
 mod snapshots;
 mod tenancy;
+mod whatsapp;

@@ -229,3 +229,31 @@ async fn fields_a_client_must_not_set_are_ignored() {
     let other = actors.other_owner.get("/api/v1/tenant").await;
     assert_eq!(other.body["name"], "Clínica Boreal");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_assistant_identity_is_made_once_per_clinic_with_only_its_role() {
+    let app = TestApp::start().await;
+    let owner = app.signup("Clínica Aurora").await;
+    let other = app.signup("Clínica Boreal").await;
+    let tenancy = |tenant| harmony_core::tenancy::assistant_identity(&app.kernel, tenant);
+    let first = tenancy(owner.tenant_id).await.unwrap();
+    assert_eq!(tenancy(owner.tenant_id).await.unwrap(), first);
+    assert_ne!(tenancy(other.tenant_id).await.unwrap(), first);
+    assert_eq!(
+        app.kernel.rbac.roles_of(owner.tenant_id, first).await,
+        vec![harmony_core::rbac::Role::Assistant]
+    );
+    // It has no password: nobody logs in as the assistant.
+    let email = format!(
+        "assistant+{}@assistant.harmony.invalid",
+        owner.tenant_id.simple()
+    );
+    let login = app
+        .anonymous()
+        .post(
+            "/api/v1/auth/login",
+            json!({"email": email, "password": ""}),
+        )
+        .await;
+    assert!(login.status.is_client_error(), "{}", login.body);
+}

@@ -480,3 +480,54 @@ pub async fn active_professionals(mut conn: &Conn, ids: &[Uuid]) -> Result<Vec<U
         .load(&mut conn)
         .await?)
 }
+
+/// The WhatsApp assistant's own identity in a clinic: a member with only the `assistant`
+/// role, created on first use. It cannot log in (no password) and people cannot be given
+/// its role through the API.
+pub async fn assistant_identity(kernel: &crate::Kernel, tenant: Uuid) -> Result<Uuid, Error> {
+    use crate::schema::users;
+    use scoped_futures::ScopedFutureExt as _;
+    let email = format!("assistant+{}@assistant.harmony.invalid", tenant.simple());
+    let (user, created) = kernel
+        .db
+        .system("tenancy.assistant_identity", |conn| {
+            async move {
+                let found: Option<Uuid> = users::table
+                    .filter(users::email.eq(&email))
+                    .select(users::id)
+                    .first(conn)
+                    .await
+                    .optional()?;
+                if let Some(id) = found {
+                    return Ok::<_, Error>((id, false));
+                }
+                let id = Uuid::now_v7();
+                diesel::insert_into(users::table)
+                    .values((
+                        users::id.eq(id),
+                        users::email.eq(&email),
+                        users::name.eq("Assistente virtual"),
+                    ))
+                    .execute(conn)
+                    .await?;
+                insert_member(conn, tenant, id, None, &[Role::Assistant]).await?;
+                Ok((id, true))
+            }
+            .scope_boxed()
+        })
+        .await?;
+    if created
+        || !kernel
+            .rbac
+            .roles_of(tenant, user)
+            .await
+            .contains(&Role::Assistant)
+    {
+        kernel
+            .rbac
+            .set_roles(tenant, user, &[Role::Assistant])
+            .await
+            .map_err(Error::internal)?;
+    }
+    Ok(user)
+}

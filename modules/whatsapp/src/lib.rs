@@ -1,0 +1,257 @@
+//! The WhatsApp module: the clinic's booking assistant over the WhatsApp Cloud API, by
+//! text and voice, with confirmations, reminders, opt-out and erasure of conversations.
+//!
+//! A webhook ([`webhook`]) checks Meta's signature, stores each message and status once
+//! (text sealed under the conversation's key) with the event that wakes the assistant,
+//! and answers at once. The clinic configures its number, token and templates through
+//! [`api`]. The pieces the assistant is built from are here: the pt-BR understanding
+//! ([`nlu`]), the Graph API client ([`graph`]) and the OpenAI client ([`openai`]).
+//!
+//! FIXME: the assistant itself (answering, booking through the agenda's service API,
+//! voice notes, the OpenAI engine), the sender with its retries, reminders and opt-out
+//! are not built yet: stored messages wait in the outbox for it (issue 6).
+
+pub mod api;
+pub mod config;
+pub mod graph;
+pub mod nlu;
+pub mod openai;
+pub mod payload;
+mod schema;
+pub mod signature;
+pub mod store;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use futures::FutureExt as _;
+use harmony_core::rbac::{Permission, Role};
+use harmony_core::{Kernel, Module, ModuleApi};
+use uuid::Uuid;
+
+use crate::config::{EngineChoice, WhatsappConfig};
+use crate::graph::{Account, Graph, MediaError, Outgoing, Recipient, SendError, Sent};
+use crate::openai::OpenAi;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/whatsapp");
+
+/// What each role may do with the clinic's WhatsApp.
+pub mod perm {
+    use super::{Permission, Role};
+    use Role::*;
+
+    const FRONT_DESK: &[Role] = &[Owner, Admin, Professional, Receptionist];
+    const MANAGERS: &[Role] = &[Owner, Admin];
+
+    const fn p(
+        resource: &'static str,
+        action: &'static str,
+        granted_to: &'static [Role],
+    ) -> Permission {
+        Permission {
+            resource,
+            action,
+            granted_to,
+        }
+    }
+
+    /// Conversations and their messages (every read is audited).
+    pub const CONVERSATIONS_READ: Permission = p("whatsapp_conversations", "read", FRONT_DESK);
+    /// Reply by hand, take over from the assistant and hand back.
+    pub const CONVERSATIONS_REPLY: Permission = p("whatsapp_conversations", "reply", FRONT_DESK);
+    /// Record a contact's opt-out, erase a conversation.
+    pub const CONVERSATIONS_MANAGE: Permission = p(
+        "whatsapp_conversations",
+        "manage",
+        &[Owner, Admin, Receptionist],
+    );
+    /// The clinic's number, token, templates and reminder times.
+    pub const SETTINGS_MANAGE: Permission = p("whatsapp_settings", "manage", MANAGERS);
+
+    pub const ALL: &[Permission] = &[
+        CONVERSATIONS_READ,
+        CONVERSATIONS_REPLY,
+        CONVERSATIONS_MANAGE,
+        SETTINGS_MANAGE,
+    ];
+}
+
+/// Tags of the module's operations.
+#[derive(Debug, poem_openapi::Tags)]
+pub enum WhatsappTags {
+    /// The WhatsApp assistant: settings, conversations, and Meta's webhook.
+    Whatsapp,
+}
+
+/// Where messages go out and media comes from: Meta's Graph API, or a stand-in (the
+/// terminal of `harmony chat`).
+#[async_trait::async_trait]
+pub trait Transport: Send + Sync + 'static {
+    async fn send(
+        &self,
+        account: &Account,
+        to: &Recipient,
+        message: &Outgoing,
+    ) -> Result<Sent, SendError>;
+
+    async fn media(&self, account: &Account, media_id: &str) -> Result<Vec<u8>, MediaError>;
+}
+
+#[async_trait::async_trait]
+impl Transport for Graph {
+    async fn send(
+        &self,
+        account: &Account,
+        to: &Recipient,
+        message: &Outgoing,
+    ) -> Result<Sent, SendError> {
+        Graph::send(self, account, to, message).await
+    }
+
+    async fn media(&self, account: &Account, media_id: &str) -> Result<Vec<u8>, MediaError> {
+        Graph::media(self, account, media_id).await
+    }
+}
+
+/// How long a phone number id's clinic is remembered (a number moved to another clinic is
+/// noticed within this time on other replicas).
+const ROUTE_TTL: Duration = Duration::from_secs(60);
+
+/// The module's running parts, in `kernel.extensions`.
+pub struct Whatsapp {
+    pub config: WhatsappConfig,
+    pub transport: Arc<dyn Transport>,
+    pub openai: Option<OpenAi>,
+    routes: Mutex<HashMap<String, (Option<Uuid>, Instant)>>,
+}
+
+impl std::fmt::Debug for Whatsapp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Whatsapp")
+            .field("openai", &self.openai.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Whatsapp {
+    /// The module's parts from its configuration, sending through `transport` (Meta's
+    /// Graph API when `None`).
+    pub fn new(
+        config: WhatsappConfig,
+        transport: Option<Arc<dyn Transport>>,
+    ) -> anyhow::Result<Self> {
+        // reqwest leaves the choice of TLS primitives to the application: ring, which
+        // builds without a C toolchain beyond cc. A provider installed earlier stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.request_timeout_ms))
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()?;
+        let transport = transport.unwrap_or_else(|| {
+            Arc::new(Graph::new(
+                http.clone(),
+                &config.graph_url,
+                &config.graph_version,
+            ))
+        });
+        let openai = config.openai_api_key.clone().map(|key| {
+            OpenAi::new(
+                http.clone(),
+                &config.openai_url,
+                key,
+                &config.chat_model,
+                &config.transcription_model,
+            )
+        });
+        if config.engine == EngineChoice::Openai && openai.is_none() {
+            anyhow::bail!("modules.whatsapp.engine is openai but no openai_api_key is set");
+        }
+        Ok(Whatsapp {
+            config,
+            transport,
+            openai,
+            routes: Mutex::default(),
+        })
+    }
+
+    /// The running module of `kernel`.
+    pub fn of(kernel: &Kernel) -> harmony_core::Result<Arc<Whatsapp>> {
+        kernel.extensions.get::<Whatsapp>().ok_or_else(|| {
+            harmony_core::Error::internal(anyhow::anyhow!("the WhatsApp module did not start"))
+        })
+    }
+
+    /// The clinic a Meta phone number id belongs to, if any.
+    pub async fn route(
+        &self,
+        kernel: &Kernel,
+        phone_number_id: &str,
+    ) -> harmony_core::Result<Option<Uuid>> {
+        if let Ok(routes) = self.routes.lock()
+            && let Some((tenant, at)) = routes.get(phone_number_id)
+            && at.elapsed() < ROUTE_TTL
+        {
+            return Ok(*tenant);
+        }
+        let tenant = store::route(kernel, phone_number_id).await?;
+        if let Ok(mut routes) = self.routes.lock() {
+            routes.insert(phone_number_id.to_owned(), (tenant, Instant::now()));
+        }
+        Ok(tenant)
+    }
+
+    /// Forgets the cached clinics of phone number ids (after a settings change).
+    pub fn forget_routes(&self) {
+        if let Ok(mut routes) = self.routes.lock() {
+            routes.clear();
+        }
+    }
+}
+
+/// The WhatsApp module.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WhatsappModule;
+
+impl Module for WhatsappModule {
+    fn name(&self) -> &'static str {
+        "whatsapp"
+    }
+
+    fn migrations(&self) -> Option<EmbeddedMigrations> {
+        Some(MIGRATIONS)
+    }
+
+    fn permissions(&self) -> &'static [Permission] {
+        perm::ALL
+    }
+
+    fn init<'a>(
+        &'a self,
+        kernel: &'a Kernel,
+    ) -> futures::future::BoxFuture<'a, anyhow::Result<()>> {
+        async move {
+            let config: WhatsappConfig = kernel.config.modules.get("whatsapp")?;
+            if config.app_secret.is_none() {
+                tracing::warn!(
+                    "no WhatsApp app secret configured (HARMONY__MODULES__WHATSAPP__APP_SECRET): \
+                     every webhook will be refused"
+                );
+            }
+            kernel.extensions.insert(Whatsapp::new(config, None)?);
+            Ok(())
+        }
+        .boxed()
+    }
+}
+
+impl ModuleApi for WhatsappModule {
+    type Api = (api::WhatsappApi, webhook::WebhookApi);
+
+    fn api(&self) -> Self::Api {
+        (api::WhatsappApi, webhook::WebhookApi)
+    }
+}

@@ -1,0 +1,455 @@
+//! The WhatsApp webhook and settings: Meta's handshake, signed notifications stored once
+//! and sealed, delivery statuses that only move forward, and numbers that route to one
+//! clinic.
+
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Bool, Bytea, Nullable, Text};
+use diesel_async::RunQueryDsl;
+use harmony_whatsapp::signature;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::{Caller, Reply, TestApp};
+
+const APP_SECRET: &str = "test_app_secret_6f2d9c1b";
+const VERIFY_TOKEN: &str = "verify-me-0b7e";
+const NUMBER: &str = "118274650391827";
+const TEXT: &[u8] = include_bytes!("../fixtures/whatsapp/whatsapp_text.json");
+const AUDIO: &[u8] = include_bytes!("../fixtures/whatsapp/whatsapp_audio.json");
+const READ: &[u8] = include_bytes!("../fixtures/whatsapp/whatsapp_status_read.json");
+const FAILED: &[u8] = include_bytes!("../fixtures/whatsapp/whatsapp_status_failed_131047.json");
+/// The worked signature of `whatsapp_text.json` (shared fixtures, `signatures.txt`).
+const TEXT_SIGNATURE: &str =
+    "sha256=cfb3e50d471e1d5690e2f0a04171315445f6c6f7ce01d75e5d47c7782b91b8a7";
+const SENT_WAMID: &str = "wamid.HBgNNTUxMTk3NjU0MzIxMBUCABEYEjhDNEUyMEE3RjlCMzFENTQ2QgA=";
+
+async fn app() -> TestApp {
+    TestApp::start_with(|config| {
+        config.modules.set("whatsapp", "app_secret", APP_SECRET);
+        config.modules.set("whatsapp", "verify_token", VERIFY_TOKEN);
+    })
+    .await
+}
+
+async fn post_webhook(app: &TestApp, body: &[u8], signature: Option<&str>) -> Reply {
+    let mut request = app
+        .anonymous()
+        .raw(Method::POST, "/webhooks/whatsapp")
+        .header("content-type", "application/json")
+        .body(body.to_vec());
+    if let Some(signature) = signature {
+        request = request.header("X-Hub-Signature-256", signature);
+    }
+    Reply::from(request.send().await.unwrap()).await
+}
+
+async fn signed(app: &TestApp, body: &[u8]) -> Reply {
+    post_webhook(
+        app,
+        body,
+        Some(&signature::sign(APP_SECRET.as_bytes(), body)),
+    )
+    .await
+}
+
+async fn connect_number(owner: &Caller) {
+    let saved = owner
+        .put(
+            "/api/v1/whatsapp/settings",
+            json!({"phone_number_id": NUMBER, "access_token": "EAATESTclinicaFAKE0000",
+                   "display_phone_number": "+55 11 4002-8922"}),
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+async fn count(app: &TestApp, sql: &str) -> i64 {
+    let mut admin = app.db.admin_connection().await;
+    diesel::sql_query(sql)
+        .get_result::<Count>(&mut admin)
+        .await
+        .unwrap()
+        .n
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_handshake_echoes_the_challenge_only_for_the_verify_token() {
+    let app = app().await;
+    let anonymous = app.anonymous();
+    let path = |mode: &str, token: &str| {
+        format!(
+            "/webhooks/whatsapp?hub.mode={mode}&hub.challenge=1158201444&hub.verify_token={token}"
+        )
+    };
+    let ok = anonymous
+        .raw(Method::GET, &path("subscribe", VERIFY_TOKEN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(ok.text().await.unwrap(), "1158201444");
+
+    for (mode, token) in [
+        ("subscribe", "wrong"),
+        ("unsubscribe", VERIFY_TOKEN),
+        ("subscribe", ""),
+    ] {
+        let refused = anonymous.get(&path(mode, token)).await;
+        assert_eq!(refused.status, StatusCode::FORBIDDEN, "{mode} {token}");
+        assert_eq!(refused.code(), "verification_refused");
+    }
+    let without = anonymous
+        .get(&format!(
+            "/webhooks/whatsapp?hub.mode=subscribe&hub.verify_token={VERIFY_TOKEN}"
+        ))
+        .await;
+    assert_eq!(without.status, StatusCode::BAD_REQUEST, "{}", without.body);
+    assert!(
+        without.body.to_string().contains("hub.challenge"),
+        "{}",
+        without.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_message_is_stored_once_sealed_and_wakes_the_assistant() {
+    let app = app().await;
+    let owner = app.signup("Clínica Aurora").await;
+    connect_number(&owner).await;
+
+    // Meta's own bytes and worked signature.
+    let first = post_webhook(&app, TEXT, Some(TEXT_SIGNATURE)).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_eq!(first.body["messages"], 1);
+    // At-least-once delivery: the same notification again stores nothing new.
+    let again = post_webhook(&app, TEXT, Some(TEXT_SIGNATURE)).await;
+    assert_eq!(again.body["messages"], 0, "{}", again.body);
+    assert_eq!(again.body["duplicates"], 1);
+
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM whatsapp_messages").await,
+        1
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM outbox_events WHERE topic = 'whatsapp.message_received'"
+        )
+        .await,
+        1
+    );
+    #[derive(QueryableByName)]
+    struct Stored {
+        #[diesel(sql_type = Nullable<Text>)]
+        wa_id: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        user_id: Option<String>,
+        #[diesel(sql_type = Bytea)]
+        body: Vec<u8>,
+        #[diesel(sql_type = Bytea)]
+        profile_name: Vec<u8>,
+        #[diesel(sql_type = Bool)]
+        window: bool,
+    }
+    let mut admin = app.db.admin_connection().await;
+    let stored: Stored = diesel::sql_query(
+        "SELECT c.wa_id, c.user_id, m.body, c.profile_name,
+                c.last_inbound_at = to_timestamp(1768489200) AS window
+           FROM whatsapp_messages m JOIN whatsapp_conversations c ON c.id = m.conversation_id",
+    )
+    .get_result(&mut admin)
+    .await
+    .unwrap();
+    // Keyed by the id exactly as received; the window runs from Meta's timestamp.
+    assert_eq!(stored.wa_id.as_deref(), Some("5511976543210"));
+    assert!(stored.user_id.is_some());
+    assert!(stored.window);
+    for sealed in [&stored.body, &stored.profile_name] {
+        let text = String::from_utf8_lossy(sealed);
+        assert!(
+            !text.contains("preenchimento") && !text.contains("Mariana"),
+            "{text}"
+        );
+    }
+
+    // A voice note is kept as its media id until it is transcribed.
+    let audio = signed(&app, AUDIO).await;
+    assert_eq!(audio.body["messages"], 1, "{}", audio.body);
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM whatsapp_messages
+              WHERE kind = 'audio' AND body IS NULL AND detail->>'media_id' = '1377452069183025'"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unsigned_or_forged_notifications_are_refused_and_unknown_numbers_dropped() {
+    let app = app().await;
+    let owner = app.signup("Clínica Aurora").await;
+
+    // Before any clinic has the number: acknowledged, nothing stored.
+    let unrouted = post_webhook(&app, TEXT, Some(TEXT_SIGNATURE)).await;
+    assert_eq!(unrouted.status, StatusCode::OK, "{}", unrouted.body);
+    assert_eq!(unrouted.body["unrouted"], 1);
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM whatsapp_messages").await,
+        0
+    );
+
+    connect_number(&owner).await;
+    let forged = signature::sign(b"another secret", TEXT);
+    for header in [
+        None,
+        Some("sha256=00"),
+        Some(forged.as_str()),
+        Some("cfb3e50d"),
+    ] {
+        let refused = post_webhook(&app, TEXT, header).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{header:?}");
+        assert_eq!(refused.code(), "invalid_signature");
+    }
+    // One changed byte breaks the signature.
+    let mut tampered = TEXT.to_vec();
+    let at = tampered.iter().position(|b| *b == b'7').unwrap();
+    tampered[at] = b'8';
+    assert_eq!(
+        post_webhook(&app, &tampered, Some(TEXT_SIGNATURE))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM whatsapp_messages").await,
+        0
+    );
+
+    // Signed but not a notification: a 422 naming the body, never a 500.
+    let garbage = signed(&app, b"{\"object\": 12").await;
+    assert_eq!(
+        garbage.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        garbage.body
+    );
+    assert!(
+        garbage.body.to_string().contains("body"),
+        "{}",
+        garbage.body
+    );
+
+    // Accents written as UTF-8 on the wire, signed over their escaped form (how Meta
+    // signs): accepted by the fallback.
+    let literal = String::from_utf8(TEXT.to_vec())
+        .unwrap()
+        .replace("\\u00e1", "á")
+        .replace(
+            "wamid.HBgNNTUxMTk3NjU0MzIxMBUCABIYIDdBM0YxQzg4RTA1QjQ5RDJBNjE3QzBFOTRCMjdGMzVEAA==",
+            "wamid.literal-accents",
+        );
+    assert!(!literal.is_ascii());
+    let escaped = signature::escape_non_ascii(literal.as_bytes()).unwrap();
+    let header = signature::sign(APP_SECRET.as_bytes(), &escaped);
+    let accepted = post_webhook(&app, literal.as_bytes(), Some(&header)).await;
+    assert_eq!(accepted.status, StatusCode::OK, "{}", accepted.body);
+    assert_eq!(accepted.body["messages"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_an_app_secret_every_notification_waits_for_one() {
+    let app = TestApp::start().await;
+    let reply = post_webhook(&app, TEXT, Some(TEXT_SIGNATURE)).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        reply.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delivery_statuses_move_forward_only_and_failures_flag_the_conversation() {
+    let app = app().await;
+    let owner = app.signup("Clínica Aurora").await;
+    connect_number(&owner).await;
+    let first = post_webhook(&app, TEXT, Some(TEXT_SIGNATURE)).await;
+    assert_eq!(first.status, StatusCode::OK);
+    // Two replies the clinic sent, as the sender records them.
+    let failed_wamid = serde_json::from_slice::<Value>(FAILED).unwrap()["entry"][0]["changes"][0]
+        ["value"]["statuses"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut admin = app.db.admin_connection().await;
+    for wamid in [SENT_WAMID, failed_wamid.as_str()] {
+        diesel::sql_query(
+            "INSERT INTO whatsapp_messages (tenant_id, id, conversation_id, direction, wamid, kind,
+                                            sent_at, status, author, purpose)
+             SELECT tenant_id, gen_random_uuid(), id, 'out', $1, 'text', now(), 'sent',
+                    'assistant', 'reply'
+               FROM whatsapp_conversations",
+        )
+        .bind::<Text, _>(wamid)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+    let status_of = |wamid: &str| {
+        format!("SELECT count(*) AS n FROM whatsapp_messages WHERE wamid = '{wamid}' AND status = ")
+    };
+
+    let read = signed(&app, READ).await;
+    assert_eq!(read.body["statuses"], 1, "{}", read.body);
+    assert_eq!(count(&app, &(status_of(SENT_WAMID) + "'read'")).await, 1);
+    // A late `delivered` after `read`, and the `read` again: nothing moves back.
+    let delivered = String::from_utf8(READ.to_vec())
+        .unwrap()
+        .replace("\"read\"", "\"delivered\"");
+    assert_eq!(signed(&app, delivered.as_bytes()).await.body["statuses"], 1);
+    assert_eq!(signed(&app, READ).await.body["statuses"], 0);
+    assert_eq!(count(&app, &(status_of(SENT_WAMID) + "'read'")).await, 1);
+    assert_eq!(
+        count(&app, "SELECT count(*) AS n FROM whatsapp_statuses").await,
+        2
+    );
+
+    // The late 131047 (the 24-hour window had closed): recorded and shown to staff.
+    let failed = signed(&app, FAILED).await;
+    assert_eq!(failed.body["statuses"], 1, "{}", failed.body);
+    assert_eq!(
+        count(
+            &app,
+            &(status_of(&failed_wamid) + "'failed' AND error_code = 131047 AND error_detail <> ''")
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM whatsapp_conversations WHERE needs_attention"
+        )
+        .await,
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn settings_keep_the_token_sealed_and_a_number_routes_to_one_clinic() {
+    let app = app().await;
+    let owner = app.signup("Clínica Aurora").await;
+    let receptionist = app.member(&owner, &["receptionist"]).await;
+    let other = app.signup("Clínica Boreal").await;
+
+    let defaults = owner.get("/api/v1/whatsapp/settings").await;
+    assert_eq!(defaults.status, StatusCode::OK, "{}", defaults.body);
+    assert_eq!(defaults.body["access_token_set"], false);
+    assert_eq!(
+        defaults.body["reminder_offsets_minutes"],
+        json!([1440, 120])
+    );
+    assert_eq!(
+        receptionist.get("/api/v1/whatsapp/settings").await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    let bad = owner
+        .put(
+            "/api/v1/whatsapp/settings",
+            json!({"phone_number_id": "12-34", "access_token": "short",
+                   "reminder_offsets_minutes": [5, 60, 60],
+                   "templates": {"reminder": {"name": "Lembrete Bonito", "language": "pt-br"}}}),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    let fields: Vec<&str> = bad.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    for field in [
+        "phone_number_id",
+        "access_token",
+        "reminder_offsets_minutes",
+        "templates.reminder",
+    ] {
+        assert!(fields.contains(&field), "{field} in {}", bad.body);
+    }
+
+    connect_number(&owner).await;
+    let saved = owner
+        .put(
+            "/api/v1/whatsapp/settings",
+            json!({"phone_number_id": NUMBER, "reminder_offsets_minutes": [120, 1440],
+                   "templates": {"reminder": {"name": "lembrete_consulta", "language": "pt_BR"}},
+                   "address": "Rua Augusta, 1500, São Paulo"}),
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+    // The token was kept (absent means unchanged) and is never shown.
+    assert_eq!(saved.body["access_token_set"], true);
+    assert!(saved.body.get("access_token").is_none());
+    assert_eq!(saved.body["reminder_offsets_minutes"], json!([1440, 120]));
+    assert_eq!(
+        saved.body["templates"]["reminder"]["name"],
+        "lembrete_consulta"
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM whatsapp_settings
+              WHERE access_token IS NOT NULL
+                AND position('EAATESTclinicaFAKE0000'::bytea IN access_token) = 0"
+        )
+        .await,
+        1
+    );
+
+    // Another clinic cannot take the number.
+    let taken = other
+        .put(
+            "/api/v1/whatsapp/settings",
+            json!({"phone_number_id": NUMBER}),
+        )
+        .await;
+    assert_eq!(taken.status, StatusCode::CONFLICT, "{}", taken.body);
+    assert_eq!(taken.code(), "number_in_use");
+    // Once the first clinic lets it go, it can.
+    let released = owner
+        .put(
+            "/api/v1/whatsapp/settings",
+            json!({"phone_number_id": null}),
+        )
+        .await;
+    assert_eq!(released.status, StatusCode::OK, "{}", released.body);
+    let moved = other
+        .put(
+            "/api/v1/whatsapp/settings",
+            json!({"phone_number_id": NUMBER}),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+    let routed = post_webhook(&app, TEXT, Some(TEXT_SIGNATURE)).await;
+    assert_eq!(routed.body["messages"], 1, "{}", routed.body);
+    assert_eq!(
+        count(
+            &app,
+            &format!(
+                "SELECT count(*) AS n FROM whatsapp_messages WHERE tenant_id = '{}'",
+                other.tenant_id
+            )
+        )
+        .await,
+        1
+    );
+}
