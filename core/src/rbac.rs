@@ -68,6 +68,20 @@ pub struct Permission {
     pub granted_to: &'static [Role],
 }
 
+/// A permission on `resource` for `action`, granted by default to `granted_to`: how
+/// modules declare theirs in `const` items.
+pub const fn permission(
+    resource: &'static str,
+    action: &'static str,
+    granted_to: &'static [Role],
+) -> Permission {
+    Permission {
+        resource,
+        action,
+        granted_to,
+    }
+}
+
 /// The policy file a set of permission declarations produces (`p, role, resource, action`),
 /// with one role per plugin capability (`p, cap:<name>, resource, action`).
 pub fn policy_csv(permissions: &[Permission], capabilities: &[Capability]) -> String {

@@ -27,6 +27,7 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/a
 pub mod perm {
     use super::{Permission, Role};
     use Role::*;
+    use harmony_core::rbac::permission as p;
 
     const EVERYONE: &[Role] = &[Owner, Admin, Professional, Receptionist, Finance, Assistant];
     const STAFF: &[Role] = &[Owner, Admin, Professional, Receptionist, Finance];
@@ -34,18 +35,6 @@ pub mod perm {
     const MANAGERS: &[Role] = &[Owner, Admin];
     const FRONT_DESK_AND_ASSISTANT: &[Role] =
         &[Owner, Admin, Professional, Receptionist, Assistant];
-
-    const fn p(
-        resource: &'static str,
-        action: &'static str,
-        granted_to: &'static [Role],
-    ) -> Permission {
-        Permission {
-            resource,
-            action,
-            granted_to,
-        }
-    }
 
     pub const SERVICES_READ: Permission = p("services", "read", EVERYONE);
     pub const SERVICES_MANAGE: Permission = p("services", "manage", MANAGERS);

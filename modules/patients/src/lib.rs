@@ -24,22 +24,11 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/p
 pub mod perm {
     use super::{Permission, Role};
     use Role::*;
+    use harmony_core::rbac::permission as p;
 
     const CLINICAL: &[Role] = &[Owner, Admin, Professional];
     const FRONT_DESK: &[Role] = &[Owner, Admin, Professional, Receptionist];
     const MANAGERS: &[Role] = &[Owner, Admin];
-
-    const fn p(
-        resource: &'static str,
-        action: &'static str,
-        granted_to: &'static [Role],
-    ) -> Permission {
-        Permission {
-            resource,
-            action,
-            granted_to,
-        }
-    }
 
     /// The full registration record (CPF, address, birth date...), without notes.
     pub const READ: Permission = p("patients", "read", FRONT_DESK);

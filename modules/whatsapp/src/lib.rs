@@ -42,21 +42,10 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/w
 pub mod perm {
     use super::{Permission, Role};
     use Role::*;
+    use harmony_core::rbac::permission as p;
 
     const FRONT_DESK: &[Role] = &[Owner, Admin, Professional, Receptionist];
     const MANAGERS: &[Role] = &[Owner, Admin];
-
-    const fn p(
-        resource: &'static str,
-        action: &'static str,
-        granted_to: &'static [Role],
-    ) -> Permission {
-        Permission {
-            resource,
-            action,
-            granted_to,
-        }
-    }
 
     /// Conversations and their messages (every read is audited).
     pub const CONVERSATIONS_READ: Permission = p("whatsapp_conversations", "read", FRONT_DESK);

@@ -57,18 +57,6 @@ const VOCABULARY: &[&str] = &[
     "proximo",
     "tarde",
     "noite",
-    "janeiro",
-    "fevereiro",
-    "marco",
-    "abril",
-    "maio",
-    "junho",
-    "julho",
-    "agosto",
-    "setembro",
-    "outubro",
-    "novembro",
-    "dezembro",
     "atendente",
     "procedimento",
     "procedimentos",
@@ -194,12 +182,16 @@ pub fn tokens(text: &str) -> Vec<String> {
 /// The vocabulary word `word` was probably meant to be, or `word` itself.
 fn correct(word: &str) -> String {
     let len = word.chars().count();
-    if len < 5 || word.chars().any(|c| c.is_ascii_digit()) || VOCABULARY.contains(&word) {
+    if len < 5
+        || word.chars().any(|c| c.is_ascii_digit())
+        || VOCABULARY.contains(&word)
+        || super::when::MONTHS.contains(&word)
+    {
         return word.to_owned();
     }
     let allowed = if len >= 8 { 2 } else { 1 };
     let mut best: Option<(usize, &str)> = None;
-    for candidate in VOCABULARY {
+    for candidate in VOCABULARY.iter().chain(&super::when::MONTHS) {
         let d = distance(word, candidate);
         if d <= allowed && best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, candidate));

@@ -136,21 +136,23 @@ fn weekday(word: &str) -> Option<Weekday> {
     })
 }
 
+/// The months, as [`super::text::normalize`] writes them.
+pub const MONTHS: [&str; 12] = [
+    "janeiro",
+    "fevereiro",
+    "marco",
+    "abril",
+    "maio",
+    "junho",
+    "julho",
+    "agosto",
+    "setembro",
+    "outubro",
+    "novembro",
+    "dezembro",
+];
+
 fn month(word: &str) -> Option<u32> {
-    const MONTHS: [&str; 12] = [
-        "janeiro",
-        "fevereiro",
-        "marco",
-        "abril",
-        "maio",
-        "junho",
-        "julho",
-        "agosto",
-        "setembro",
-        "outubro",
-        "novembro",
-        "dezembro",
-    ];
     const SHORT: [&str; 12] = [
         "jan", "fev", "mar", "abr", "mai", "jun", "jul", "ago", "set", "out", "nov", "dez",
     ];
