@@ -9,6 +9,7 @@ mod agenda;
 mod appointments;
 mod auth;
 mod crypto;
+mod fakes;
 mod http;
 mod jobs;
 mod outbox;

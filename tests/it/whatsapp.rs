@@ -453,3 +453,201 @@ async fn settings_keep_the_token_sealed_and_a_number_routes_to_one_clinic() {
         1
     );
 }
+
+/// A fixture as Meta would send it now (its timestamp moved to the present), signed.
+fn fresh(fixture: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8(fixture.to_vec()).unwrap();
+    let now = chrono::Utc::now().timestamp().to_string();
+    let mut out = String::new();
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("\"timestamp\": \"") {
+        let start = at + "\"timestamp\": \"".len();
+        out.push_str(&rest[..start]);
+        out.push_str(&now);
+        let end = start + rest[start..].find('"').unwrap();
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out.into_bytes()
+}
+
+/// Polls `check` for up to ten seconds.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{what} did not happen within ten seconds");
+}
+
+async fn sending_app() -> (TestApp, crate::fakes::FakeGraph) {
+    let graph = crate::fakes::FakeGraph::start().await;
+    let base = graph.base.clone();
+    let app = TestApp::start_with(move |config| {
+        config.modules.set("whatsapp", "app_secret", APP_SECRET);
+        config.modules.set("whatsapp", "verify_token", VERIFY_TOKEN);
+        config.modules.set("whatsapp", "graph_url", base);
+    })
+    .await;
+    (app, graph)
+}
+
+async fn the_only_conversation(owner: &Caller) -> String {
+    let list = owner.get("/api/v1/whatsapp/conversations").await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.body);
+    list.body["items"][0]["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn staff_replies_go_out_once_with_retries_and_failures_reach_staff() {
+    use crate::fakes::Answer;
+    let (app, graph) = sending_app().await;
+    let owner = app.signup("Clínica Aurora").await;
+    let receptionist = app.member(&owner, &["receptionist"]).await;
+    let finance = app.member(&owner, &["finance"]).await;
+    let other = app.signup("Clínica Boreal").await;
+    connect_number(&owner).await;
+    assert_eq!(signed(&app, &fresh(TEXT)).await.body["messages"], 1);
+    let conversation = the_only_conversation(&owner).await;
+    let path = format!("/api/v1/whatsapp/conversations/{conversation}/messages");
+
+    // The list and the messages, read (and audited) by the front desk only.
+    let list = receptionist.get("/api/v1/whatsapp/conversations").await;
+    assert_eq!(
+        list.body["items"][0]["wa_id"], "5511976543210",
+        "{}",
+        list.body
+    );
+    assert_eq!(list.body["items"][0]["profile_name"], "Mariana Albuquerque");
+    assert_eq!(list.body["items"][0]["window_open"], true);
+    assert_eq!(finance.get(&path).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(other.get(&path).await.status, StatusCode::NOT_FOUND);
+    let read = receptionist.get(&path).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    assert!(
+        read.body[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("preenchimento labial")
+    );
+
+    // A reply goes out at once, to the id as received, with the clinic's token.
+    let reply = receptionist
+        .post(&path, json!({"text": "Temos sim! Terça às 15h serve?"}))
+        .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
+    eventually("the reply is sent", || async {
+        receptionist.get(&path).await.body[1]["status"] == "sent"
+    })
+    .await;
+    let sent = graph.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].path, format!("/v24.0/{NUMBER}/messages"));
+    assert_eq!(
+        sent[0].authorization.as_deref(),
+        Some("Bearer EAATESTclinicaFAKE0000")
+    );
+    assert_eq!(sent[0].body["to"], "+5511976543210");
+    assert_eq!(
+        sent[0].body["text"]["body"],
+        "Temos sim! Terça às 15h serve?"
+    );
+    // Its delivery, as Meta reports it.
+    let read_status = String::from_utf8(READ.to_vec())
+        .unwrap()
+        .replace(SENT_WAMID, sent[0].wamid.as_deref().unwrap());
+    assert_eq!(
+        signed(&app, read_status.as_bytes()).await.body["statuses"],
+        1
+    );
+    assert_eq!(receptionist.get(&path).await.body[1]["status"], "read");
+
+    // Meta busy twice: retried by the sweep (its wait cut short here) until accepted.
+    graph.script(&[Answer::ServerError, Answer::RateLimited]);
+    let second = owner.post(&path, json!({"text": "Confirmado!"})).await;
+    let second = second.body["id"].as_str().unwrap().to_owned();
+    let status_of = |id: String| {
+        let app = &app;
+        async move {
+            #[derive(QueryableByName)]
+            struct S {
+                #[diesel(sql_type = Text)]
+                status: String,
+            }
+            let mut admin = app.db.admin_connection().await;
+            diesel::sql_query(format!(
+                "SELECT status FROM whatsapp_messages WHERE id = '{id}'"
+            ))
+            .get_result::<S>(&mut admin)
+            .await
+            .unwrap()
+            .status
+        }
+    };
+    for attempt in 2..=3 {
+        eventually("the failed attempt is recorded", || async {
+            graph.sent().len() == attempt && status_of(second.clone()).await == "pending"
+        })
+        .await;
+        let mut admin = app.db.admin_connection().await;
+        diesel::sql_query(
+            "UPDATE whatsapp_messages SET next_attempt_at = now() WHERE status = 'pending'",
+        )
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        harmony_whatsapp::sender::sweep(&app.kernel).await.unwrap();
+    }
+    assert_eq!(status_of(second.clone()).await, "sent");
+    assert_eq!(graph.sent().len(), 4);
+    // Sweeping again sends nothing twice.
+    harmony_whatsapp::sender::sweep(&app.kernel).await.unwrap();
+    assert_eq!(graph.sent().len(), 4);
+
+    // Refused for good (the window closed on Meta's side): failed, and flagged for staff.
+    graph.script(&[Answer::WindowClosed]);
+    owner.post(&path, json!({"text": "Ainda está aí?"})).await;
+    eventually("the refusal is recorded", || async {
+        let messages = owner.get(&path).await.body;
+        messages[3]["status"] == "failed" && messages[3]["error_code"] == 131047
+    })
+    .await;
+    let flagged = owner
+        .get("/api/v1/whatsapp/conversations?needs_attention=true")
+        .await;
+    assert_eq!(
+        flagged.body["items"][0]["id"],
+        conversation.as_str(),
+        "{}",
+        flagged.body
+    );
+
+    // Once the contact has been silent for a day, only templates may go.
+    let mut admin = app.db.admin_connection().await;
+    diesel::sql_query(
+        "UPDATE whatsapp_conversations SET last_inbound_at = now() - interval '25 hours'",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let late = owner.post(&path, json!({"text": "Olá?"})).await;
+    assert_eq!(late.status, StatusCode::CONFLICT, "{}", late.body);
+    assert_eq!(late.code(), "window_closed");
+    let empty = owner.post(&path, json!({"text": "  "})).await;
+    assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let audited = count(
+        &app,
+        "SELECT count(*) AS n FROM audit_events WHERE resource = 'whatsapp.messages'",
+    )
+    .await;
+    assert!(
+        audited >= 2,
+        "every read of the messages is audited: {audited}"
+    );
+}

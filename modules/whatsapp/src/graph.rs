@@ -39,10 +39,13 @@ impl std::fmt::Debug for Recipient {
     }
 }
 
-/// A message to send.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A message to send. Stored sealed, as JSON, until it is sent.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Outgoing {
-    Text(String),
+    Text {
+        body: String,
+    },
     /// Reply buttons: at most three, each `(id, title)` (title at most 20 characters).
     Buttons {
         body: String,
@@ -58,9 +61,13 @@ pub enum Outgoing {
 }
 
 impl Outgoing {
+    pub fn text(body: impl Into<String>) -> Self {
+        Outgoing::Text { body: body.into() }
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
-            Outgoing::Text(_) => "text",
+            Outgoing::Text { .. } => "text",
             Outgoing::Buttons { .. } => "interactive",
             Outgoing::Template { .. } => "template",
         }
@@ -69,7 +76,7 @@ impl Outgoing {
     /// The text a person reads, as stored (sealed) with the message.
     pub fn readable(&self) -> String {
         match self {
-            Outgoing::Text(body) | Outgoing::Buttons { body, .. } => body.clone(),
+            Outgoing::Text { body } | Outgoing::Buttons { body, .. } => body.clone(),
             Outgoing::Template {
                 name, parameters, ..
             } => {
@@ -91,7 +98,7 @@ impl Outgoing {
             Recipient::UserId(id) => body["recipient"] = json!(id),
         }
         match self {
-            Outgoing::Text(text) => {
+            Outgoing::Text { body: text } => {
                 body["text"] = json!({"preview_url": false, "body": text});
             }
             Outgoing::Buttons {
@@ -412,7 +419,7 @@ mod tests {
     #[test]
     fn bodies_follow_the_send_contract() {
         let to = Recipient::WaId("5511976543210".into());
-        let text = Outgoing::Text("Olá".into()).body(&to);
+        let text = Outgoing::text("Olá").body(&to);
         assert_eq!(
             text,
             json!({"messaging_product": "whatsapp", "recipient_type": "individual",

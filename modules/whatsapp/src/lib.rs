@@ -3,21 +3,26 @@
 //!
 //! A webhook ([`webhook`]) checks Meta's signature, stores each message and status once
 //! (text sealed under the conversation's key) with the event that wakes the assistant,
-//! and answers at once. The clinic configures its number, token and templates through
-//! [`api`]. The pieces the assistant is built from are here: the pt-BR understanding
-//! ([`nlu`]), the Graph API client ([`graph`]) and the OpenAI client ([`openai`]).
+//! and answers at once. Outbound messages are rows queued with what caused them, which
+//! [`sender`] delivers with retries and backoff, the sweep job catching what is left.
+//! Staff see conversations, statuses and failures, and reply, through [`conversations`];
+//! the clinic configures its number, token and templates through [`api`]. The pieces the
+//! assistant is built from are here: the pt-BR understanding ([`nlu`]), the Graph API
+//! client ([`graph`]) and the OpenAI client ([`openai`]).
 //!
 //! FIXME: the assistant itself (answering, booking through the agenda's service API,
-//! voice notes, the OpenAI engine), the sender with its retries, reminders and opt-out
-//! are not built yet: stored messages wait in the outbox for it (issue 6).
+//! voice notes, the OpenAI engine), reminders and opt-out are not built yet: stored
+//! messages wait in the outbox for it (issue 6).
 
 pub mod api;
 pub mod config;
+pub mod conversations;
 pub mod graph;
 pub mod nlu;
 pub mod openai;
 pub mod payload;
 mod schema;
+pub mod sender;
 pub mod signature;
 pub mod store;
 pub mod webhook;
@@ -28,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use futures::FutureExt as _;
+use harmony_core::jobs::JobSpec;
 use harmony_core::rbac::{Permission, Role};
 use harmony_core::{Kernel, Module, ModuleApi};
 use uuid::Uuid;
@@ -108,6 +114,9 @@ impl Transport for Graph {
 /// How long a phone number id's clinic is remembered (a number moved to another clinic is
 /// noticed within this time on other replicas).
 const ROUTE_TTL: Duration = Duration::from_secs(60);
+/// Pieces of work (sends, conversations) run at once on the fast path; beyond it the
+/// sweep and the outbox take over.
+const FAST_PATH: usize = 32;
 
 /// The module's running parts, in `kernel.extensions`.
 pub struct Whatsapp {
@@ -115,6 +124,7 @@ pub struct Whatsapp {
     pub transport: Arc<dyn Transport>,
     pub openai: Option<OpenAi>,
     routes: Mutex<HashMap<String, (Option<Uuid>, Instant)>>,
+    fast_path: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Whatsapp {
@@ -164,6 +174,7 @@ impl Whatsapp {
             transport,
             openai,
             routes: Mutex::default(),
+            fast_path: Arc::new(tokio::sync::Semaphore::new(FAST_PATH)),
         })
     }
 
@@ -197,6 +208,20 @@ impl Whatsapp {
     pub fn forget_routes(&self) {
         if let Ok(mut routes) = self.routes.lock() {
             routes.clear();
+        }
+    }
+
+    /// Runs `work` in the background unless the fast path is full (the sweep or the
+    /// outbox does it then).
+    pub fn spawn_fast<F>(&self, work: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        if let Ok(permit) = self.fast_path.clone().try_acquire_owned() {
+            tokio::spawn(async move {
+                work.await;
+                drop(permit);
+            });
         }
     }
 }
@@ -235,12 +260,28 @@ impl Module for WhatsappModule {
         }
         .boxed()
     }
+
+    fn jobs(&self) -> Vec<JobSpec> {
+        vec![JobSpec {
+            name: "whatsapp.retry_sends",
+            schedule: "*/10 * * * * *",
+            run: Arc::new(|kernel, _| async move { sender::sweep(&kernel).await }.boxed()),
+        }]
+    }
 }
 
 impl ModuleApi for WhatsappModule {
-    type Api = (api::WhatsappApi, webhook::WebhookApi);
+    type Api = (
+        api::WhatsappApi,
+        conversations::ConversationsApi,
+        webhook::WebhookApi,
+    );
 
     fn api(&self) -> Self::Api {
-        (api::WhatsappApi, webhook::WebhookApi)
+        (
+            api::WhatsappApi,
+            conversations::ConversationsApi,
+            webhook::WebhookApi,
+        )
     }
 }

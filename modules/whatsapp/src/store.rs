@@ -12,9 +12,10 @@ use harmony_core::error::Error;
 use scoped_futures::ScopedFutureExt;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use uuid::Uuid;
 
-use crate::graph::{Account, Recipient};
+use crate::graph::{Account, Outgoing, Recipient};
 use crate::schema::{
     whatsapp_conversations as wc, whatsapp_messages as wm, whatsapp_settings as ws,
 };
@@ -432,19 +433,29 @@ pub struct Origin {
     pub purpose: &'static str,
 }
 
-/// Queues an outbound message (status `pending`) for [`crate::sender`]. Stores its text
-/// sealed unless `keep_text` is false (the goodbye after an erasure keeps nothing).
+/// Queues an outbound message (status `pending`) for [`crate::sender`], sealed under the
+/// conversation's key; `detail` keeps its shape without its text (for lists and counts).
 pub async fn queue_outbound(
     conn: &mut Conn,
     tenant: Uuid,
     conversation: &Conversation,
-    cipher: Option<&SubjectCipher>,
-    message: &crate::graph::Outgoing,
+    cipher: &SubjectCipher,
+    message: &Outgoing,
     origin: Origin,
 ) -> Result<Uuid, Error> {
     let id = Uuid::now_v7();
-    let body = cipher.map(|c| c.encrypt(BODY_FIELD, message.readable().as_bytes()));
-    let detail = serde_json::to_value(OutboundDetail::of(message)).map_err(Error::internal)?;
+    let sealed = serde_json::to_vec(message).map_err(Error::internal)?;
+    let body = cipher.encrypt(BODY_FIELD, &sealed);
+    let detail = match message {
+        Outgoing::Text { .. } => json!({}),
+        Outgoing::Buttons { buttons, .. } => {
+            json!({ "buttons": buttons.iter().map(|(id, _)| id).collect::<Vec<_>>() })
+        }
+        Outgoing::Template { name, language, .. } => {
+            json!({ "template": name, "language": language })
+        }
+    };
+    let now = Utc::now();
     diesel::insert_into(wm::table)
         .values((
             wm::tenant_id.eq(tenant),
@@ -452,64 +463,33 @@ pub async fn queue_outbound(
             wm::conversation_id.eq(conversation.id),
             wm::direction.eq("out"),
             wm::kind.eq(message.kind()),
-            wm::body.eq(body),
+            wm::body.eq(Some(body)),
             wm::detail.eq(detail),
-            wm::sent_at.eq(Utc::now()),
+            wm::sent_at.eq(now),
             wm::status.eq("pending"),
             wm::author.eq(origin.author),
             wm::author_user_id.eq(origin.author_user_id),
             wm::purpose.eq(origin.purpose),
-            wm::next_attempt_at.eq(Some(Utc::now())),
+            wm::next_attempt_at.eq(Some(now)),
         ))
         .execute(conn)
         .await?;
     diesel::update(wc::table.filter(wc::id.eq(conversation.id)))
-        .set((
-            wc::last_message_at.eq(Utc::now()),
-            wc::updated_at.eq(Utc::now()),
-        ))
+        .set((wc::last_message_at.eq(now), wc::updated_at.eq(now)))
         .execute(conn)
         .await?;
     Ok(id)
 }
 
-/// How an outbound message is sent, kept beside its sealed text so that the sender can
-/// rebuild it: never the text itself.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum OutboundDetail {
-    Text,
-    Buttons {
-        buttons: Vec<(String, String)>,
-    },
-    Template {
-        name: String,
-        language: String,
-        parameter_names: Vec<String>,
-        quick_replies: Vec<String>,
-    },
-}
-
-impl OutboundDetail {
-    fn of(message: &crate::graph::Outgoing) -> Self {
-        use crate::graph::Outgoing;
-        match message {
-            Outgoing::Text(_) => OutboundDetail::Text,
-            Outgoing::Buttons { buttons, .. } => OutboundDetail::Buttons {
-                buttons: buttons.clone(),
-            },
-            Outgoing::Template {
-                name,
-                language,
-                parameters,
-                quick_replies,
-            } => OutboundDetail::Template {
-                name: name.clone(),
-                language: language.clone(),
-                parameter_names: parameters.iter().map(|(n, _)| n.clone()).collect(),
-                quick_replies: quick_replies.clone(),
-            },
-        }
+/// A stored message's text as a person reads it: what the contact wrote (or the title of
+/// the button they pressed), or what was sent.
+pub fn readable(cipher: &SubjectCipher, direction: &str, sealed: &[u8]) -> Option<String> {
+    let plain = cipher.decrypt(BODY_FIELD, sealed).ok()?;
+    if direction == "out" {
+        let message: Outgoing = serde_json::from_slice(&plain).ok()?;
+        Some(message.readable())
+    } else {
+        String::from_utf8(plain).ok()
     }
 }
 
