@@ -23,12 +23,10 @@ const TEXT_SIGNATURE: &str =
     "sha256=cfb3e50d471e1d5690e2f0a04171315445f6c6f7ce01d75e5d47c7782b91b8a7";
 const SENT_WAMID: &str = "wamid.HBgNNTUxMTk3NjU0MzIxMBUCABEYEjhDNEUyMEE3RjlCMzFENTQ2QgA=";
 
+/// The server with the webhook's secrets, sending to a local fake of the Graph API (the
+/// assistant answers every message; nothing may reach Meta from a test).
 async fn app() -> TestApp {
-    TestApp::start_with(|config| {
-        config.modules.set("whatsapp", "app_secret", APP_SECRET);
-        config.modules.set("whatsapp", "verify_token", VERIFY_TOKEN);
-    })
-    .await
+    sending_app().await.0
 }
 
 async fn post_webhook(app: &TestApp, body: &[u8], signature: Option<&str>) -> Reply {
@@ -133,7 +131,11 @@ async fn a_signed_message_is_stored_once_sealed_and_wakes_the_assistant() {
     assert_eq!(again.body["duplicates"], 1);
 
     assert_eq!(
-        count(&app, "SELECT count(*) AS n FROM whatsapp_messages").await,
+        count(
+            &app,
+            "SELECT count(*) AS n FROM whatsapp_messages WHERE direction = 'in'"
+        )
+        .await,
         1
     );
     assert_eq!(
@@ -266,7 +268,13 @@ async fn unsigned_or_forged_notifications_are_refused_and_unknown_numbers_droppe
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_an_app_secret_every_notification_waits_for_one() {
-    let app = TestApp::start().await;
+    let graph = crate::fakes::FakeGraph::start().await;
+    let app = TestApp::start_with(|config| {
+        config
+            .modules
+            .set("whatsapp", "graph_url", graph.base.clone());
+    })
+    .await;
     let reply = post_webhook(&app, TEXT, Some(TEXT_SIGNATURE)).await;
     assert_eq!(
         reply.status,
@@ -514,6 +522,11 @@ async fn staff_replies_go_out_once_with_retries_and_failures_reach_staff() {
     let other = app.signup("Clínica Boreal").await;
     connect_number(&owner).await;
     assert_eq!(signed(&app, &fresh(TEXT)).await.body["messages"], 1);
+    // The assistant answers first (it asks who is writing).
+    eventually("the assistant answers", || async {
+        graph.sent().len() == 1
+    })
+    .await;
     let conversation = the_only_conversation(&owner).await;
     let path = format!("/api/v1/whatsapp/conversations/{conversation}/messages");
 
@@ -543,30 +556,30 @@ async fn staff_replies_go_out_once_with_retries_and_failures_reach_staff() {
         .await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.body);
     eventually("the reply is sent", || async {
-        receptionist.get(&path).await.body[1]["status"] == "sent"
+        receptionist.get(&path).await.body[2]["status"] == "sent"
     })
     .await;
     let sent = graph.sent();
-    assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].path, format!("/v24.0/{NUMBER}/messages"));
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[1].path, format!("/v24.0/{NUMBER}/messages"));
     assert_eq!(
-        sent[0].authorization.as_deref(),
+        sent[1].authorization.as_deref(),
         Some("Bearer EAATESTclinicaFAKE0000")
     );
-    assert_eq!(sent[0].body["to"], "+5511976543210");
+    assert_eq!(sent[1].body["to"], "+5511976543210");
     assert_eq!(
-        sent[0].body["text"]["body"],
+        sent[1].body["text"]["body"],
         "Temos sim! Terça às 15h serve?"
     );
     // Its delivery, as Meta reports it.
     let read_status = String::from_utf8(READ.to_vec())
         .unwrap()
-        .replace(SENT_WAMID, sent[0].wamid.as_deref().unwrap());
+        .replace(SENT_WAMID, sent[1].wamid.as_deref().unwrap());
     assert_eq!(
         signed(&app, read_status.as_bytes()).await.body["statuses"],
         1
     );
-    assert_eq!(receptionist.get(&path).await.body[1]["status"], "read");
+    assert_eq!(receptionist.get(&path).await.body[2]["status"], "read");
 
     // Meta busy twice: retried by the sweep (its wait cut short here) until accepted.
     graph.script(&[Answer::ServerError, Answer::RateLimited]);
@@ -590,7 +603,7 @@ async fn staff_replies_go_out_once_with_retries_and_failures_reach_staff() {
             .status
         }
     };
-    for attempt in 2..=3 {
+    for attempt in 3..=4 {
         eventually("the failed attempt is recorded", || async {
             graph.sent().len() == attempt && status_of(second.clone()).await == "pending"
         })
@@ -605,17 +618,17 @@ async fn staff_replies_go_out_once_with_retries_and_failures_reach_staff() {
         harmony_whatsapp::sender::sweep(&app.kernel).await.unwrap();
     }
     assert_eq!(status_of(second.clone()).await, "sent");
-    assert_eq!(graph.sent().len(), 4);
+    assert_eq!(graph.sent().len(), 5);
     // Sweeping again sends nothing twice.
     harmony_whatsapp::sender::sweep(&app.kernel).await.unwrap();
-    assert_eq!(graph.sent().len(), 4);
+    assert_eq!(graph.sent().len(), 5);
 
     // Refused for good (the window closed on Meta's side): failed, and flagged for staff.
     graph.script(&[Answer::WindowClosed]);
     owner.post(&path, json!({"text": "Ainda está aí?"})).await;
     eventually("the refusal is recorded", || async {
         let messages = owner.get(&path).await.body;
-        messages[3]["status"] == "failed" && messages[3]["error_code"] == 131047
+        messages[4]["status"] == "failed" && messages[4]["error_code"] == 131047
     })
     .await;
     let flagged = owner
@@ -641,6 +654,44 @@ async fn staff_replies_go_out_once_with_retries_and_failures_reach_staff() {
     assert_eq!(late.code(), "window_closed");
     let empty = owner.post(&path, json!({"text": "  "})).await;
     assert_eq!(empty.status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Staff replying took the conversation over: the assistant keeps quiet…
+    let list = owner.get("/api/v1/whatsapp/conversations").await;
+    assert_eq!(list.body["items"][0]["mode"], "staff", "{}", list.body);
+    let before = graph.sent().len();
+    assert_eq!(
+        signed(&app, &inbound("alguém aí?", 50)).await.body["messages"],
+        1
+    );
+    eventually("the message is processed", || async {
+        count(
+            &app,
+            "SELECT count(*) AS n FROM whatsapp_messages WHERE status = 'received'",
+        )
+        .await
+            == 0
+    })
+    .await;
+    assert_eq!(graph.sent().len(), before);
+    // …until it is handed back.
+    let back = owner
+        .post(
+            &format!("/api/v1/whatsapp/conversations/{conversation}/hand-back"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(back.status, StatusCode::OK, "{}", back.body);
+    assert_eq!(
+        other
+            .post(
+                &format!("/api/v1/whatsapp/conversations/{conversation}/hand-back"),
+                json!({}),
+            )
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert!(!say(&app, &graph, &inbound("oi", 51)).await.is_empty());
     let audited = count(
         &app,
         "SELECT count(*) AS n FROM audit_events WHERE resource = 'whatsapp.messages'",
@@ -650,4 +701,194 @@ async fn staff_replies_go_out_once_with_retries_and_failures_reach_staff() {
         audited >= 2,
         "every read of the messages is audited: {audited}"
     );
+}
+
+/// An inbound text from the fixture's contact, as Meta would send it now.
+fn inbound(text: &str, n: usize) -> Vec<u8> {
+    let mut notification: Value = serde_json::from_slice(TEXT).unwrap();
+    let message = &mut notification["entry"][0]["changes"][0]["value"]["messages"][0];
+    message["text"]["body"] = json!(text);
+    message["id"] = json!(format!("wamid.test-inbound-{n}"));
+    message["timestamp"] = json!(chrono::Utc::now().timestamp().to_string());
+    serde_json::to_vec(&notification).unwrap()
+}
+
+/// A press of a reply button the assistant sent.
+fn pressed(id: &str, title: &str, n: usize) -> Vec<u8> {
+    let mut notification: Value = serde_json::from_slice(TEXT).unwrap();
+    let message = &mut notification["entry"][0]["changes"][0]["value"]["messages"][0];
+    *message = json!({
+        "from": "5511976543210", "id": format!("wamid.test-inbound-{n}"),
+        "timestamp": chrono::Utc::now().timestamp().to_string(), "type": "interactive",
+        "interactive": {"type": "button_reply", "button_reply": {"id": id, "title": title}}
+    });
+    serde_json::to_vec(&notification).unwrap()
+}
+
+/// Sends `body` and waits for the assistant's answer; returns the new messages it sent.
+async fn say(app: &TestApp, graph: &crate::fakes::FakeGraph, body: &[u8]) -> Vec<Value> {
+    let before = graph.sent().len();
+    let reply = signed(app, body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    eventually("the assistant answers", || async {
+        graph.sent().len() > before
+    })
+    .await;
+    // Let a second reply of the same answer arrive too.
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    graph.sent()[before..]
+        .iter()
+        .map(|c| c.body.clone())
+        .collect()
+}
+
+fn text_of(message: &Value) -> String {
+    message["text"]["body"]
+        .as_str()
+        .or(message["interactive"]["body"]["text"].as_str())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_contact_registers_books_cancels_and_stops_messages() {
+    let (app, graph) = sending_app().await;
+    let owner = app.signup("Clínica Aurora").await;
+    let professional = app.member(&owner, &["professional"]).await;
+    let pro = professional.user_id;
+    owner
+        .patch(
+            "/api/v1/agenda-settings",
+            json!({"granularity_minutes": 30}),
+        )
+        .await;
+    let week: Vec<Value> = (1..=5)
+        .map(|d| json!({"weekday": d, "starts_at": "09:00", "ends_at": "12:00"}))
+        .collect();
+    let hours = professional
+        .put(
+            &format!("/api/v1/professionals/{pro}/working-hours"),
+            json!({ "intervals": week }),
+        )
+        .await;
+    assert_eq!(hours.status, StatusCode::OK, "{}", hours.body);
+    let service = owner
+        .post(
+            "/api/v1/services",
+            json!({"name": "Limpeza de pele", "category": "facial", "duration_minutes": 60,
+                   "price_cents": 18000, "professional_ids": [pro]}),
+        )
+        .await;
+    assert_eq!(service.status, StatusCode::CREATED, "{}", service.body);
+    connect_number(&owner).await;
+    let day = crate::support::a_monday();
+
+    // Someone new: asked for their name, then registered with their consent.
+    let first = say(&app, &graph, &inbound("Oi, boa tarde!", 1)).await;
+    assert!(
+        text_of(&first[0]).contains("qual é o seu nome"),
+        "{first:?}"
+    );
+    let named = say(&app, &graph, &inbound("Mariana Albuquerque", 2)).await;
+    assert!(
+        text_of(&named[0]).contains("Obrigada, Mariana"),
+        "{named:?}"
+    );
+    let found = owner.get("/api/v1/patients?q=mariana").await;
+    let patient = found.body["items"][0]["id"].as_str().unwrap().to_owned();
+    let consents = owner
+        .get(&format!("/api/v1/patients/{patient}/consents"))
+        .await;
+    let whatsapp_consent = |body: &Value| {
+        body["current"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["purpose"] == "whatsapp_contact")
+            .map(|c| (c["granted"].clone(), c["channel"].clone()))
+    };
+    assert_eq!(
+        whatsapp_consent(&consents.body),
+        Some((json!(true), json!("whatsapp"))),
+        "{}",
+        consents.body
+    );
+
+    // Free times, as buttons; the patient picks the second.
+    let asked = format!(
+        "quero agendar limpeza de pele dia {} de manhã",
+        day.format("%d/%m")
+    );
+    let offered = say(&app, &graph, &inbound(&asked, 3)).await;
+    let buttons = offered[0]["interactive"]["action"]["buttons"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(!buttons.is_empty(), "{offered:?}");
+    let booked = say(&app, &graph, &inbound("2", 4)).await;
+    assert!(text_of(&booked[0]).contains("agendada"), "{booked:?}");
+    let list = owner
+        .get(&format!("/api/v1/appointments?patient_id={patient}"))
+        .await;
+    let appointment = &list.body["items"][0];
+    assert_eq!(appointment["booked_by"], "patient", "{}", list.body);
+    // The offer was a time the agenda returned, and that is what was booked.
+    let title = buttons[1]["reply"]["title"].as_str().unwrap();
+    assert!(
+        title.ends_with(&appointment["start"].as_str().unwrap()[11..16]),
+        "{title}"
+    );
+
+    // Cancelling asks first; the button says yes.
+    let question = say(&app, &graph, &inbound("preciso cancelar minha consulta", 5)).await;
+    assert!(text_of(&question[0]).contains("cancelar"), "{question:?}");
+    let cancelled = say(&app, &graph, &pressed("cancel:yes", "Sim", 6)).await;
+    assert!(
+        text_of(&cancelled[0]).contains("cancelada"),
+        "{cancelled:?}"
+    );
+    let id = appointment["id"].as_str().unwrap();
+    let after = owner.get(&format!("/api/v1/appointments/{id}")).await;
+    assert_eq!(after.body["status"], "cancelled");
+    assert_eq!(after.body["cancelled_by"], "patient");
+
+    // "Pare": no more notices, and the consent log says so.
+    let stopped = say(&app, &graph, &inbound("pare de me mandar mensagens", 7)).await;
+    assert!(
+        text_of(&stopped[0]).contains("não enviaremos"),
+        "{stopped:?}"
+    );
+    let consents = owner
+        .get(&format!("/api/v1/patients/{patient}/consents"))
+        .await;
+    assert_eq!(
+        whatsapp_consent(&consents.body),
+        Some((json!(false), json!("whatsapp"))),
+        "{}",
+        consents.body
+    );
+    assert_eq!(consents.body["history"].as_array().unwrap().len(), 2);
+    let list = owner.get("/api/v1/whatsapp/conversations").await;
+    assert_eq!(list.body["items"][0]["opted_out"], true);
+    // Every message was answered once.
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM whatsapp_messages WHERE direction = 'in' AND status <> 'processed'"
+        )
+        .await,
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_transcription_provider_a_voice_note_gets_a_polite_request_for_text() {
+    let (app, graph) = sending_app().await;
+    let owner = app.signup("Clínica Aurora").await;
+    connect_number(&owner).await;
+    let replies = say(&app, &graph, &fresh(AUDIO)).await;
+    assert!(text_of(&replies[0]).contains("ouvir áudios"), "{replies:?}");
+    assert_eq!(replies[0]["to"], "+558187652301");
+    // The voice note was not downloaded: nothing but the send went to Meta.
+    assert!(graph.sent().iter().all(|c| c.path.ends_with("/messages")));
 }

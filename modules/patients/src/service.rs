@@ -157,3 +157,60 @@ pub async fn shred_personal_data(
     }
     kernel.crypto.shred(conn, tenant, patient).await
 }
+
+/// Records a patient's decision about a purpose in the consent log (the WhatsApp
+/// assistant: consent to be contacted given by writing in, withdrawn by "pare"). A minor's
+/// consent is their guardian's to give: refused with a 409 for a patient under 18.
+pub async fn record_consent(
+    conn: &mut Conn,
+    kernel: &Kernel,
+    actor: &Actor,
+    patient: Uuid,
+    decision: ConsentDecision<'_>,
+) -> Result<(), Error> {
+    let birth: Option<Option<chrono::NaiveDate>> = patients::table
+        .filter(patients::id.eq(patient))
+        .select(patients::birth_date)
+        .first(conn)
+        .await
+        .optional()?;
+    let Some(birth) = birth else {
+        return Err(Error::NotFound { what: "patient" });
+    };
+    let today = kernel.zones.today(conn, actor.tenant_id).await?;
+    if decision.granted && birth.is_some_and(|b| crate::domain::age_on(b, today) < 18) {
+        return Err(Error::conflict(
+            "guardian_consent_required",
+            "a minor's consent is recorded from their guardian, by the clinic",
+        ));
+    }
+    consent::record(
+        conn,
+        actor,
+        consent::ConsentEntry {
+            subject_kind: "patient",
+            subject_id: patient,
+            purpose: decision.purpose,
+            legal_basis: "consent",
+            policy_version: decision.policy_version,
+            granted: decision.granted,
+            channel: decision.channel,
+            evidence: decision.evidence,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// A consent decision another module records for a patient.
+#[derive(Debug, Clone)]
+pub struct ConsentDecision<'a> {
+    /// E.g. `whatsapp_contact`.
+    pub purpose: &'a str,
+    pub granted: bool,
+    pub policy_version: &'a str,
+    /// E.g. `whatsapp`.
+    pub channel: &'a str,
+    /// What shows the decision, e.g. the id of the message that gave it.
+    pub evidence: Option<serde_json::Value>,
+}

@@ -257,7 +257,7 @@ impl ConversationsApi {
                         .ok_or(Error::NotFound {
                             what: "conversation",
                         })?;
-                    store::queue_outbound(
+                    let queued = store::queue_outbound(
                         conn,
                         tenant,
                         &conversation,
@@ -269,7 +269,17 @@ impl ConversationsApi {
                             purpose: "manual",
                         },
                     )
-                    .await
+                    .await?;
+                    // A person answering takes the conversation over from the assistant.
+                    diesel::update(wc::table.filter(wc::id.eq(conversation.id)))
+                        .set((
+                            wc::mode.eq("staff"),
+                            wc::taken_over_by.eq(Some(user)),
+                            wc::needs_attention.eq(false),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    Ok(queued)
                 }
                 .scope_boxed()
             })
@@ -280,6 +290,60 @@ impl ConversationsApi {
             status: "pending".into(),
         })))
     }
+
+    /// Hand a conversation back to the assistant
+    ///
+    /// Staff are done: the assistant answers the contact's next messages again, and the
+    /// conversation no longer asks for attention.
+    #[oai(
+        path = "/conversations/:id/hand-back",
+        method = "post",
+        operation_id = "hand_back_whatsapp_conversation"
+    )]
+    async fn hand_back(
+        &self,
+        kernel: Data<&Kernel>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+    ) -> ApiResult<Json<HandedBack>> {
+        let actor = kernel.authorize(&auth, &perm::CONVERSATIONS_REPLY).await?;
+        let changed = kernel
+            .db
+            .tenant(actor.scope(), |conn| {
+                async move {
+                    diesel::update(wc::table.filter(wc::id.eq(id.0)))
+                        .set((
+                            wc::mode.eq("assistant"),
+                            wc::taken_over_by.eq(None::<Uuid>),
+                            wc::needs_attention.eq(false),
+                            wc::state.eq(serde_json::json!({})),
+                        ))
+                        .execute(conn)
+                        .await
+                        .map_err(Error::from)
+                }
+                .scope_boxed()
+            })
+            .await?;
+        if changed == 0 {
+            return Err(Error::NotFound {
+                what: "conversation",
+            }
+            .into());
+        }
+        Ok(Json(HandedBack {
+            id: id.0,
+            mode: "assistant".into(),
+            needs_attention: false,
+        }))
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct HandedBack {
+    pub id: Uuid,
+    pub mode: String,
+    pub needs_attention: bool,
 }
 
 fn page_size(limit: Option<i64>) -> Result<i64, Error> {

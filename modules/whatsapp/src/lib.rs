@@ -10,13 +10,19 @@
 //! assistant is built from are here: the pt-BR understanding ([`nlu`]), the Graph API
 //! client ([`graph`]) and the OpenAI client ([`openai`]).
 //!
-//! FIXME: the assistant itself (answering, booking through the agenda's service API,
-//! voice notes, the OpenAI engine), reminders and opt-out are not built yet: stored
-//! messages wait in the outbox for it (issue 6).
+//! The assistant ([`assistant`]) answers each stored message off the request path (right
+//! after the commit, and from the outbox should that not happen), through an [`engine`]
+//! acting with the shared tools; the built-in pt-BR dialogue is [`dialogue`].
+//!
+//! FIXME: the OpenAI chat engine, reminders and confirmations of bookings made elsewhere
+//! are not built yet (issue 6).
 
 pub mod api;
+pub mod assistant;
 pub mod config;
 pub mod conversations;
+pub mod dialogue;
+pub mod engine;
 pub mod graph;
 pub mod nlu;
 pub mod openai;
@@ -33,12 +39,16 @@ use std::time::{Duration, Instant};
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use futures::FutureExt as _;
+use harmony_core::auth::{Actor, ActorKind};
+use harmony_core::events::Subscription;
+use harmony_core::http::RequestContext;
 use harmony_core::jobs::JobSpec;
 use harmony_core::rbac::{Permission, Role};
 use harmony_core::{Kernel, Module, ModuleApi};
 use uuid::Uuid;
 
 use crate::config::{EngineChoice, WhatsappConfig};
+use crate::engine::Engine;
 use crate::graph::{Account, Graph, MediaError, Outgoing, Recipient, SendError, Sent};
 use crate::openai::OpenAi;
 
@@ -123,7 +133,9 @@ pub struct Whatsapp {
     pub config: WhatsappConfig,
     pub transport: Arc<dyn Transport>,
     pub openai: Option<OpenAi>,
+    pub engine: Arc<dyn Engine>,
     routes: Mutex<HashMap<String, (Option<Uuid>, Instant)>>,
+    assistants: Mutex<HashMap<Uuid, Uuid>>,
     fast_path: Arc<tokio::sync::Semaphore>,
 }
 
@@ -166,14 +178,21 @@ impl Whatsapp {
                 &config.transcription_model,
             )
         });
-        if config.engine == EngineChoice::Openai && openai.is_none() {
-            anyhow::bail!("modules.whatsapp.engine is openai but no openai_api_key is set");
+        // FIXME: the OpenAI engine (chat completions with the same tools) is not built
+        // yet; with a key, OpenAI transcribes voice notes and the built-in engine answers.
+        if config.engine == EngineChoice::Openai {
+            anyhow::bail!(
+                "modules.whatsapp.engine = \"openai\" is not available yet: use \"builtin\" or \"auto\""
+            );
         }
+        let engine: Arc<dyn Engine> = Arc::new(dialogue::Builtin);
         Ok(Whatsapp {
             config,
             transport,
             openai,
+            engine,
             routes: Mutex::default(),
+            assistants: Mutex::default(),
             fast_path: Arc::new(tokio::sync::Semaphore::new(FAST_PATH)),
         })
     }
@@ -209,6 +228,39 @@ impl Whatsapp {
         if let Ok(mut routes) = self.routes.lock() {
             routes.clear();
         }
+    }
+
+    /// The assistant's identity in a clinic: a member with the `assistant` role only.
+    pub async fn assistant(&self, kernel: &Kernel, tenant: Uuid) -> harmony_core::Result<Actor> {
+        let known = self
+            .assistants
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&tenant).copied());
+        let user = match known {
+            Some(user) => user,
+            None => {
+                // Two first uses at once: the loser's insert fails, and it reads the winner's.
+                let user = match harmony_core::tenancy::assistant_identity(kernel, tenant).await {
+                    Ok(user) => user,
+                    Err(_) => harmony_core::tenancy::assistant_identity(kernel, tenant).await?,
+                };
+                if let Ok(mut m) = self.assistants.lock() {
+                    m.insert(tenant, user);
+                }
+                user
+            }
+        };
+        Ok(Actor {
+            kind: ActorKind::Assistant,
+            user_id: user,
+            tenant_id: tenant,
+            request: Arc::new(RequestContext::new(
+                Uuid::now_v7().to_string(),
+                None,
+                Some("harmony-whatsapp-assistant".into()),
+            )),
+        })
     }
 
     /// Runs `work` in the background unless the fast path is full (the sweep or the
@@ -259,6 +311,16 @@ impl Module for WhatsappModule {
             Ok(())
         }
         .boxed()
+    }
+
+    fn subscriptions(&self) -> Vec<Subscription> {
+        vec![Subscription {
+            name: "whatsapp.assistant",
+            topics: &[webhook::MESSAGE_RECEIVED],
+            handler: Arc::new(|kernel, event| {
+                async move { assistant::on_message_event(&kernel, &event).await }.boxed()
+            }),
+        }]
     }
 
     fn jobs(&self) -> Vec<JobSpec> {

@@ -178,6 +178,9 @@ pub async fn receive(
         receipt.messages += stored.messages;
         receipt.duplicates += stored.duplicates;
         receipt.statuses += stored.statuses;
+        for conversation in stored.fresh {
+            crate::assistant::process_soon(kernel, tenant, conversation);
+        }
     }
     Ok(receipt)
 }
@@ -188,6 +191,8 @@ struct Stored {
     messages: u32,
     duplicates: u32,
     statuses: u32,
+    /// Conversations with new messages to answer.
+    fresh: Vec<Uuid>,
 }
 
 async fn store_value(
@@ -234,7 +239,6 @@ async fn store_value(
             .and_then(|p| p.profile.as_ref())
             .and_then(|p| p.name.as_deref())
             .map(|n| store::seal_name(&cipher, n));
-        store::touch_inbound(conn, conversation, sent_at, &contact, name).await?;
         let seal = |text: &str| cipher.encrypt(store::BODY_FIELD, text.as_bytes());
         let (body, detail) = match message.content() {
             Content::Text(text) => (Some(seal(&text)), json!({})),
@@ -267,6 +271,8 @@ async fn store_value(
         .await?;
         match inserted {
             Some(id) => {
+                // After the insert: a duplicate locks nothing the assistant may hold.
+                store::touch_inbound(conn, conversation, sent_at, &contact, name).await?;
                 harmony_core::events::publish(
                     conn,
                     tenant,
@@ -275,6 +281,9 @@ async fn store_value(
                 )
                 .await?;
                 stored.messages += 1;
+                if !stored.fresh.contains(&conversation) {
+                    stored.fresh.push(conversation);
+                }
             }
             None => stored.duplicates += 1,
         }
