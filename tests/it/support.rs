@@ -476,6 +476,10 @@ impl Caller {
         self.send(Method::PUT, path, Some(body)).await
     }
 
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send(Method::DELETE, path, None).await
+    }
+
     pub async fn patch(&self, path: &str, body: Value) -> Reply {
         self.send(Method::PATCH, path, Some(body)).await
     }

@@ -892,3 +892,263 @@ async fn without_a_transcription_provider_a_voice_note_gets_a_polite_request_for
     // The voice note was not downloaded: nothing but the send went to Meta.
     assert!(graph.sent().iter().all(|c| c.path.ends_with("/messages")));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn confirmations_and_reminders_go_out_once_and_their_buttons_act() {
+    let (app, graph) = sending_app().await;
+    // The outbox dispatcher and the jobs, as the server runs them.
+    let background = harmony_core::server::Background::start(&app.kernel, &harmony::modules())
+        .await
+        .unwrap();
+    let owner = app.signup("Clínica Aurora").await;
+    let professional = app.member(&owner, &["professional"]).await;
+    let pro = professional.user_id;
+    let week: Vec<Value> = (1..=5)
+        .map(|d| json!({"weekday": d, "starts_at": "09:00", "ends_at": "18:00"}))
+        .collect();
+    professional
+        .put(
+            &format!("/api/v1/professionals/{pro}/working-hours"),
+            json!({ "intervals": week }),
+        )
+        .await;
+    let service = owner
+        .post(
+            "/api/v1/services",
+            json!({"name": "Limpeza de pele", "category": "facial", "duration_minutes": 60,
+                   "price_cents": 18000, "professional_ids": [pro]}),
+        )
+        .await
+        .body["id"]
+        .clone();
+    let saved = owner
+        .put(
+            "/api/v1/whatsapp/settings",
+            json!({"phone_number_id": NUMBER, "access_token": "EAATESTclinicaFAKE0000",
+                   "templates": {"reminder": {"name": "lembrete_consulta"},
+                                 "confirmation": {"name": "confirmacao_consulta"}}}),
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+    let patient = owner
+        .post(
+            "/api/v1/patients",
+            json!({"full_name": "Mariana Albuquerque", "phone": "11 97654-3210"}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let consent = owner
+        .post(
+            &format!("/api/v1/patients/{patient}/consents"),
+            json!({"purpose": "whatsapp_contact", "granted": true,
+                   "policy_version": "2026-12", "channel": "in_person"}),
+        )
+        .await;
+    assert_eq!(consent.status, StatusCode::CREATED, "{}", consent.body);
+
+    // Booked by the clinic: a confirmation, as a template (she never wrote: no window).
+    let day = crate::support::a_monday();
+    let booked = owner
+        .post(
+            "/api/v1/appointments",
+            json!({"patient_id": patient, "service_ids": [service], "professional_id": pro,
+                   "start": format!("{day}T10:00:00-03:00")}),
+        )
+        .await;
+    assert_eq!(booked.status, StatusCode::CREATED, "{}", booked.body);
+    let appointment = booked.body["id"].as_str().unwrap().to_owned();
+    eventually("the confirmation is sent", || async {
+        !graph.sent().is_empty()
+    })
+    .await;
+    let confirmation = &graph.sent()[0].body;
+    assert_eq!(confirmation["to"], "+5511976543210");
+    assert_eq!(confirmation["template"]["name"], "confirmacao_consulta");
+    assert_eq!(
+        confirmation["template"]["components"][0]["parameters"][0]["text"],
+        "Mariana"
+    );
+
+    // Two hours before: one reminder, however many schedulers run at once.
+    let mut admin = app.db.admin_connection().await;
+    diesel::sql_query(
+        "UPDATE appointments SET during = tstzrange(now() + interval '90 minutes',
+                                                    now() + interval '150 minutes'),
+                                 blocks = tstzrange(now() + interval '90 minutes',
+                                                    now() + interval '150 minutes')",
+    )
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let remind = || harmony_whatsapp::notices::remind_clinic(&app.kernel, owner.tenant_id);
+    let (a, b, c) = tokio::join!(remind(), remind(), remind());
+    a.unwrap();
+    b.unwrap();
+    c.unwrap();
+    remind().await.unwrap();
+    eventually("the reminder is sent", || async { graph.sent().len() >= 2 }).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let reminders: Vec<Value> = graph
+        .sent()
+        .into_iter()
+        .map(|c| c.body)
+        .filter(|b| b["template"]["name"] == "lembrete_consulta")
+        .collect();
+    assert_eq!(reminders.len(), 1, "{reminders:?}");
+    let quick = &reminders[0]["template"]["components"][1]["parameters"][0]["payload"];
+    assert_eq!(quick, &json!(format!("appt:{appointment}:confirm")));
+    // The 24-hour reminder was overtaken: recorded as passed, never sent.
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM whatsapp_notices WHERE kind LIKE 'reminder:%'"
+        )
+        .await,
+        2
+    );
+
+    // She taps "Confirmar" on the template: the appointment is confirmed.
+    let mut notification: Value = serde_json::from_slice(TEXT).unwrap();
+    notification["entry"][0]["changes"][0]["value"]["messages"][0] = json!({
+        "from": "5511976543210", "id": "wamid.test-quick-reply",
+        "timestamp": chrono::Utc::now().timestamp().to_string(), "type": "button",
+        "button": {"payload": format!("appt:{appointment}:confirm"), "text": "Confirmar"}
+    });
+    let answer = say(&app, &graph, &serde_json::to_vec(&notification).unwrap()).await;
+    assert!(text_of(&answer[0]).contains("confirmada"), "{answer:?}");
+    let now = owner
+        .get(&format!("/api/v1/appointments/{appointment}"))
+        .await;
+    assert_eq!(now.body["status"], "confirmed", "{}", now.body);
+
+    // Staff record her opt-out: a reschedule by the clinic sends nothing more.
+    let conversation = the_only_conversation(&owner).await;
+    let stopped = owner
+        .post(
+            &format!("/api/v1/whatsapp/conversations/{conversation}/opt-out"),
+            json!({"channel": "phone"}),
+        )
+        .await;
+    assert_eq!(stopped.status, StatusCode::OK, "{}", stopped.body);
+    assert_eq!(stopped.body["opted_out"], true);
+    let sent_before = graph.sent().len();
+    let moved = owner
+        .post(
+            &format!("/api/v1/appointments/{appointment}/reschedule"),
+            json!({"start": format!("{day}T15:00:00-03:00")}),
+        )
+        .await;
+    assert_eq!(moved.status, StatusCode::OK, "{}", moved.body);
+    eventually("the reschedule is seen", || async {
+        count(
+            &app,
+            "SELECT count(*) AS n FROM whatsapp_notices WHERE kind = 'confirmation'",
+        )
+        .await
+            == 2
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(graph.sent().len(), sent_before);
+
+    // And erase her conversation at her request.
+    let erased = owner
+        .delete(&format!(
+            "/api/v1/whatsapp/conversations/{conversation}/messages"
+        ))
+        .await;
+    assert_eq!(erased.status, StatusCode::OK, "{}", erased.body);
+    let messages = owner
+        .get(&format!(
+            "/api/v1/whatsapp/conversations/{conversation}/messages"
+        ))
+        .await;
+    assert_eq!(messages.body, json!([]));
+    background.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_assistant_identity_reaches_nothing_clinical_financial_or_administrative() {
+    let app = app().await;
+    let owner = app.signup("Clínica Aurora").await;
+    let tenant = owner.tenant_id;
+    let assistant = harmony_core::tenancy::assistant_identity(&app.kernel, tenant)
+        .await
+        .unwrap();
+    // Everything it may do: read the catalogue and the calendar, book and change one
+    // patient's appointments, find a patient by phone and register a new contact.
+    let allowed = [
+        ("appointments", "book"),
+        ("appointments", "change"),
+        ("appointments", "read_patient"),
+        ("availability", "read"),
+        ("clinic_calendar", "read"),
+        ("patients", "create_minimal"),
+        ("patients", "lookup"),
+        ("professionals", "read"),
+        ("profile", "read"),
+        ("services", "read"),
+        ("tenant", "read"),
+        ("waitlist", "manage"),
+        ("working_hours", "read"),
+    ];
+    let mut checked = 0;
+    for permission in harmony_core::module::permissions(&harmony::modules()) {
+        let granted = app
+            .kernel
+            .rbac
+            .is_allowed(tenant, assistant, &permission)
+            .await;
+        let expected = allowed.contains(&(permission.resource, permission.action));
+        assert_eq!(
+            granted, expected,
+            "{}:{} for the assistant",
+            permission.resource, permission.action
+        );
+        checked += 1;
+    }
+    assert!(checked > 40, "only {checked} permissions declared?");
+
+    // Over HTTP with its own token: the record, notes, consents, the access log, the
+    // clinic-wide agenda, members, conversations and settings are refused.
+    let patient = owner
+        .post(
+            "/api/v1/patients",
+            json!({"full_name": "Mariana Albuquerque", "cpf": "529.982.247-25",
+                   "notes": "alergia a lidocaína"}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (token, _) = app
+        .kernel
+        .auth
+        .issue_access_token(assistant, tenant)
+        .unwrap();
+    let as_assistant = owner.with_token(&token);
+    for path in [
+        format!("/api/v1/patients/{patient}"),
+        "/api/v1/patients".to_owned(),
+        format!("/api/v1/patients/{patient}/consents"),
+        format!("/api/v1/patients/{patient}/access-log"),
+        "/api/v1/appointments".to_owned(),
+        "/api/v1/members".to_owned(),
+        "/api/v1/audit-events".to_owned(),
+        "/api/v1/whatsapp/conversations".to_owned(),
+        "/api/v1/whatsapp/settings".to_owned(),
+        "/api/v1/plugins".to_owned(),
+    ] {
+        let reply = as_assistant.get(&path).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::FORBIDDEN,
+            "{path}: {}",
+            reply.body
+        );
+    }
+}

@@ -150,8 +150,9 @@ GRANT SELECT, INSERT, DELETE ON whatsapp_statuses TO harmony_app;
 -- overlap or replicas race, and again after a reschedule (the start changed).
 CREATE TABLE whatsapp_notices (
     tenant_id uuid NOT NULL REFERENCES tenants (id),
+    -- The appointment (for a waitlist offer: the waitlist entry).
     appointment_id uuid NOT NULL,
-    -- confirmation, reminder:<minutes>, waitlist:<entry>
+    -- confirmation, reminder:<minutes>, waitlist
     kind text NOT NULL CHECK (length(kind) <= 80),
     starts_at timestamptz NOT NULL,
     message_id uuid,
@@ -161,4 +162,4 @@ CREATE TABLE whatsapp_notices (
 ALTER TABLE whatsapp_notices ENABLE ROW LEVEL SECURITY, FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON whatsapp_notices
     USING (tenant_id = app_current_tenant()) WITH CHECK (tenant_id = app_current_tenant());
-GRANT SELECT, INSERT ON whatsapp_notices TO harmony_app;
+GRANT SELECT, INSERT, UPDATE ON whatsapp_notices TO harmony_app;

@@ -218,9 +218,7 @@ pub async fn due_for_reminder(
         .select(ap::visit_id)
         .load(conn)
         .await?;
-    let zone = kernel.zones.zone(conn, tenant).await?;
-    let rows = booking::load_rows(conn, &visits).await?;
-    Ok(booking::assemble(zone, &visits, rows))
+    visits_by_id(conn, kernel, tenant, &visits).await
 }
 
 /// Records that an appointment's reminder was sent. A reschedule clears it.
@@ -230,4 +228,40 @@ pub async fn mark_reminded(conn: &mut Conn, appointment: Uuid) -> Result<(), Err
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Visits starting in `[from, to)` that are still to happen (scheduled or confirmed),
+/// soonest first (at most `limit`). For reminders, inside the caller's tenant transaction.
+pub async fn starting_between(
+    conn: &mut Conn,
+    kernel: &Kernel,
+    tenant: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Appointment>, Error> {
+    let visits: Vec<Uuid> = ap::table
+        .filter(ap::id.eq(ap::visit_id))
+        .filter(ap::status.eq_any([Status::Scheduled.as_str(), Status::Confirmed.as_str()]))
+        .filter(ap::starts_at.ge(from))
+        .filter(ap::starts_at.lt(to))
+        .order(ap::starts_at)
+        .limit(limit)
+        .select(ap::visit_id)
+        .load(conn)
+        .await?;
+    visits_by_id(conn, kernel, tenant, &visits).await
+}
+
+/// The visits with these ids, in the caller's tenant transaction (for notices about
+/// them); ids of another clinic or that do not exist are absent.
+pub async fn visits_by_id(
+    conn: &mut Conn,
+    kernel: &Kernel,
+    tenant: Uuid,
+    ids: &[Uuid],
+) -> Result<Vec<Appointment>, Error> {
+    let zone = kernel.zones.zone(conn, tenant).await?;
+    let rows = booking::load_rows(conn, ids).await?;
+    Ok(booking::assemble(zone, ids, rows))
 }

@@ -214,3 +214,15 @@ pub struct ConsentDecision<'a> {
     /// What shows the decision, e.g. the id of the message that gave it.
     pub evidence: Option<serde_json::Value>,
 }
+
+/// The patient's phone in E.164 (`+5511987654321`), for messages the clinic sends first.
+pub async fn contact_phone(conn: &mut Conn, patient: Uuid) -> Result<Option<String>, Error> {
+    let phone: Option<Option<String>> = patients::table
+        .filter(patients::id.eq(patient))
+        .filter(patients::status.eq("active"))
+        .select(patients::phone_e164)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(phone.flatten())
+}

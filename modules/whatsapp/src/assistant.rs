@@ -29,9 +29,9 @@ use crate::{Whatsapp, sender};
 /// How long a worker holds a conversation between two of its messages.
 const LEASE_SECS: i32 = 120;
 /// The policy version the WhatsApp consent is recorded under.
-const POLICY_VERSION: &str = "whatsapp-2026-12";
+pub(crate) const POLICY_VERSION: &str = "whatsapp-2026-12";
 /// The consent purpose of being contacted through WhatsApp.
-const PURPOSE: &str = "whatsapp_contact";
+pub(crate) const PURPOSE: &str = "whatsapp_contact";
 
 /// The `whatsapp.message_received` subscriber.
 pub async fn on_message_event(kernel: &Kernel, event: &Event) -> anyhow::Result<()> {
@@ -495,7 +495,7 @@ async fn link(conn: &mut Conn, conversation: Uuid, patient: Uuid) -> Result<(), 
 
 /// Erases a conversation's history: its messages and statuses go, its key is destroyed
 /// (anything copied elsewhere stays unreadable) and a new key serves what comes next.
-async fn erase(
+pub(crate) async fn erase(
     mut conn: &mut Conn,
     kernel: &Kernel,
     tenant: Uuid,

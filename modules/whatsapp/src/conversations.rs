@@ -130,6 +130,7 @@ impl ConversationsApi {
                         conn,
                         kernel_ref,
                         actor_ref,
+                        None,
                         needs_attention.0,
                         before.0,
                         limit,
@@ -337,7 +338,153 @@ impl ConversationsApi {
             needs_attention: false,
         }))
     }
+
+    /// Stop non-essential messages to a contact
+    ///
+    /// For a contact who asked the clinic directly: no more reminders, confirmations or
+    /// offers (answers to their own messages still go), and, for a patient, the WhatsApp
+    /// consent withdrawn in the consent log.
+    #[oai(
+        path = "/conversations/:id/opt-out",
+        method = "post",
+        operation_id = "opt_out_whatsapp_conversation"
+    )]
+    async fn opt_out(
+        &self,
+        kernel: Data<&Kernel>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+        body: Json<OptOut>,
+    ) -> ApiResult<Json<ConversationSummary>> {
+        let actor = kernel.authorize(&auth, &perm::CONVERSATIONS_MANAGE).await?;
+        let channel = match body.0.channel.as_deref() {
+            None => "phone",
+            Some(c) if CHANNELS.contains(&c) => c,
+            Some(_) => {
+                return Err(Error::invalid(
+                    "channel",
+                    "one of in_person, paper, web, whatsapp, phone",
+                )
+                .into());
+            }
+        };
+        let kernel_ref: &Kernel = &kernel;
+        let actor_ref = &actor;
+        let summary = kernel
+            .db
+            .tenant(actor.scope(), |conn| {
+                async move {
+                    let conversation =
+                        store::conversation(conn, id.0)
+                            .await?
+                            .ok_or(Error::NotFound {
+                                what: "conversation",
+                            })?;
+                    diesel::update(wc::table.filter(wc::id.eq(conversation.id)))
+                        .set(wc::opted_out_at.eq(Some(Utc::now())))
+                        .execute(conn)
+                        .await?;
+                    if let Some(patient) = conversation.patient_id {
+                        harmony_patients::service::record_consent(
+                            conn,
+                            kernel_ref,
+                            actor_ref,
+                            patient,
+                            harmony_patients::service::ConsentDecision {
+                                purpose: crate::assistant::PURPOSE,
+                                granted: false,
+                                policy_version: crate::assistant::POLICY_VERSION,
+                                channel,
+                                evidence: Some(serde_json::json!({ "conversation_id": id.0 })),
+                            },
+                        )
+                        .await?;
+                    }
+                    summary_of(conn, kernel_ref, actor_ref, id.0).await
+                }
+                .scope_boxed()
+            })
+            .await?;
+        Ok(Json(summary))
+    }
+
+    /// Erase a conversation's messages
+    ///
+    /// At the contact's request: every stored message, transcript and status goes, and
+    /// the conversation's key is destroyed. Appointments are not touched.
+    #[oai(
+        path = "/conversations/:id/messages",
+        method = "delete",
+        operation_id = "erase_whatsapp_conversation"
+    )]
+    async fn erase(
+        &self,
+        kernel: Data<&Kernel>,
+        auth: BearerAuth,
+        id: Path<Uuid>,
+    ) -> ApiResult<Json<ConversationSummary>> {
+        let actor = kernel.authorize(&auth, &perm::CONVERSATIONS_MANAGE).await?;
+        let kernel_ref: &Kernel = &kernel;
+        let actor_ref = &actor;
+        let summary = kernel
+            .db
+            .tenant(actor.scope(), |conn| {
+                async move {
+                    let mut conversation =
+                        store::conversation(conn, id.0)
+                            .await?
+                            .ok_or(Error::NotFound {
+                                what: "conversation",
+                            })?;
+                    crate::assistant::erase(
+                        conn,
+                        kernel_ref,
+                        actor_ref.tenant_id,
+                        &mut conversation,
+                    )
+                    .await?;
+                    audit::record(
+                        conn,
+                        actor_ref,
+                        Access {
+                            subject_kind: conversation.patient_id.map(|_| "patient"),
+                            subject_id: conversation.patient_id,
+                            resource: "whatsapp.messages",
+                            action: "erase",
+                        },
+                    )
+                    .await?;
+                    summary_of(conn, kernel_ref, actor_ref, id.0).await
+                }
+                .scope_boxed()
+            })
+            .await?;
+        Ok(Json(summary))
+    }
 }
+
+/// One conversation as the list shows it.
+async fn summary_of(
+    conn: &mut Conn,
+    kernel: &Kernel,
+    actor: &Actor,
+    id: Uuid,
+) -> Result<ConversationSummary, Error> {
+    let page = list_page(conn, kernel, actor, Some(id), None, None, 1).await?;
+    page.items.into_iter().next().ok_or(Error::NotFound {
+        what: "conversation",
+    })
+}
+
+/// How the contact told the clinic to stop.
+#[derive(Debug, Clone, Object)]
+pub struct OptOut {
+    /// `in_person`, `paper`, `web`, `whatsapp` or `phone` (the default).
+    pub channel: Option<String>,
+}
+
+/// The channels a consent decision can come through.
+const CHANNELS: [&str; 5] = ["in_person", "paper", "web", "whatsapp", "phone"];
 
 #[derive(Debug, Clone, Object)]
 pub struct HandedBack {
@@ -372,6 +519,7 @@ async fn list_page(
     conn: &mut Conn,
     kernel: &Kernel,
     actor: &Actor,
+    only: Option<Uuid>,
     needs_attention: Option<bool>,
     before: Option<DateTime<Utc>>,
     limit: i64,
@@ -396,6 +544,9 @@ async fn list_page(
         ))
         .limit(limit + 1)
         .into_boxed();
+    if let Some(id) = only {
+        query = query.filter(wc::id.eq(id));
+    }
     if let Some(flag) = needs_attention {
         query = query.filter(wc::needs_attention.eq(flag));
     }

@@ -14,8 +14,9 @@
 //! after the commit, and from the outbox should that not happen), through an [`engine`]
 //! acting with the shared tools; the built-in pt-BR dialogue is [`dialogue`].
 //!
-//! FIXME: the OpenAI chat engine, reminders and confirmations of bookings made elsewhere
-//! are not built yet (issue 6).
+//! Confirmations, reminders and waitlist offers go out from [`notices`], once each.
+//!
+//! FIXME: the OpenAI chat engine is not built yet (issue 6).
 
 pub mod api;
 pub mod assistant;
@@ -25,6 +26,7 @@ pub mod dialogue;
 pub mod engine;
 pub mod graph;
 pub mod nlu;
+pub mod notices;
 pub mod openai;
 pub mod payload;
 mod schema;
@@ -314,21 +316,43 @@ impl Module for WhatsappModule {
     }
 
     fn subscriptions(&self) -> Vec<Subscription> {
-        vec![Subscription {
-            name: "whatsapp.assistant",
-            topics: &[webhook::MESSAGE_RECEIVED],
-            handler: Arc::new(|kernel, event| {
-                async move { assistant::on_message_event(&kernel, &event).await }.boxed()
-            }),
-        }]
+        vec![
+            Subscription {
+                name: "whatsapp.assistant",
+                topics: &[webhook::MESSAGE_RECEIVED],
+                handler: Arc::new(|kernel, event| {
+                    async move { assistant::on_message_event(&kernel, &event).await }.boxed()
+                }),
+            },
+            Subscription {
+                name: "whatsapp.notices",
+                topics: &[
+                    "appointment.booked",
+                    "appointment.rescheduled",
+                    "waitlist.slot_available",
+                ],
+                handler: Arc::new(|kernel, event| {
+                    async move { notices::on_agenda_event(&kernel, &event).await }.boxed()
+                }),
+            },
+        ]
     }
 
     fn jobs(&self) -> Vec<JobSpec> {
-        vec![JobSpec {
-            name: "whatsapp.retry_sends",
-            schedule: "*/10 * * * * *",
-            run: Arc::new(|kernel, _| async move { sender::sweep(&kernel).await }.boxed()),
-        }]
+        vec![
+            JobSpec {
+                name: "whatsapp.retry_sends",
+                schedule: "*/10 * * * * *",
+                run: Arc::new(|kernel, _| async move { sender::sweep(&kernel).await }.boxed()),
+            },
+            JobSpec {
+                name: "whatsapp.send_reminders",
+                schedule: "0 * * * * *",
+                run: Arc::new(|kernel, _| {
+                    async move { notices::send_reminders(&kernel).await }.boxed()
+                }),
+            },
+        ]
     }
 }
 
