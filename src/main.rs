@@ -45,6 +45,16 @@ enum Command {
     Demo,
     /// After a master-key rotation: re-wrap every clinic's key with the current master key.
     RewrapKeys,
+    /// Talk to a clinic's WhatsApp assistant in the terminal, as the contact `--phone`
+    /// (development: creates and seeds the demo clinic if needed, like `demo`).
+    Chat {
+        /// The clinic's id, or its name as a slug (`clinica-harmonia-demo`).
+        #[arg(long, default_value = "clinica-harmonia-demo")]
+        clinic: String,
+        /// The contact's phone, e.g. `+55 11 98765-4321`.
+        #[arg(long)]
+        phone: String,
+    },
     /// Write the OpenAPI document (to stdout, or to `--out`).
     Openapi {
         #[arg(long)]
@@ -144,6 +154,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             setup(&config).await?;
             harmony::migrate(&config).await?;
             serve(config, Some(())).await
+        }
+        Command::Chat { clinic, phone } => {
+            let mut config = load()?;
+            config.dev.mode = true;
+            config.ensure_secrets()?;
+            setup(&config).await?;
+            harmony::migrate(&config).await?;
+            let kernel = harmony::start_kernel(config).await?;
+            harmony_core::demo::seed(&kernel, &harmony::modules()).await?;
+            let (tenant, name) = harmony_whatsapp::chat::find_clinic(&kernel, &clinic)
+                .await?
+                .with_context(|| format!("no clinic is called {clinic} (try its id)"))?;
+            harmony_whatsapp::chat::run(&kernel, tenant, &name, &phone).await
         }
         Command::PluginHost { .. } => Ok(()),
     }

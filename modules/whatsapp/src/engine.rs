@@ -160,7 +160,9 @@ impl Tools<'_> {
                 offered.push(offer(slot));
             }
         }
-        for slot in &slots {
+        // Then spread over the rest (09:00, 10:30, 12:00 rather than 09:00, 09:15, 09:30).
+        let stride = (slots.len() / limit.max(1)).max(1);
+        for slot in slots.iter().step_by(stride).chain(&slots) {
             if offered.len() >= limit {
                 break;
             }
@@ -330,8 +332,11 @@ pub fn describe_local(at: DateTime<FixedOffset>) -> String {
     )
 }
 
-/// A price in cents as Brazilians write it: "R$ 180,00".
+/// A price in cents as Brazilians write it: "R$ 180,00"; nothing to pay is "sem custo".
 pub fn price(cents: i64) -> String {
+    if cents == 0 {
+        return "sem custo".into();
+    }
     let reais = cents / 100;
     let mut digits = reais.abs().to_string();
     let mut grouped = String::new();
@@ -355,6 +360,7 @@ mod tests {
         assert_eq!(price(18000), "R$ 180,00");
         assert_eq!(price(123456), "R$ 1.234,56");
         assert_eq!(price(5), "R$ 0,05");
+        assert_eq!(price(0), "sem custo");
         let at = DateTime::parse_from_rfc3339("2026-12-15T15:00:00-03:00").unwrap();
         assert_eq!(describe_local(at), "ter, 15/12 às 15:00");
     }

@@ -20,6 +20,7 @@
 
 pub mod api;
 pub mod assistant;
+pub mod chat;
 pub mod config;
 pub mod conversations;
 pub mod dialogue;
@@ -105,6 +106,12 @@ pub trait Transport: Send + Sync + 'static {
     ) -> Result<Sent, SendError>;
 
     async fn media(&self, account: &Account, media_id: &str) -> Result<Vec<u8>, MediaError>;
+
+    /// Whether this is a local stand-in that needs no clinic number or token
+    /// (`harmony chat`).
+    fn local(&self) -> bool {
+        false
+    }
 }
 
 #[async_trait::async_trait]

@@ -71,7 +71,8 @@ pub async fn deliver(kernel: &Kernel, tenant: Uuid, message: Uuid) -> Result<(),
     let claimed = kernel
         .db
         .tenant(scope, |conn| {
-            async move { claim(conn, kernel, tenant, message).await }.scope_boxed()
+            let local = whatsapp.transport.local();
+            async move { claim(conn, kernel, tenant, message, local).await }.scope_boxed()
         })
         .await?;
     let ready = match claimed {
@@ -123,6 +124,7 @@ async fn claim(
     kernel: &Kernel,
     tenant: Uuid,
     message: Uuid,
+    local: bool,
 ) -> Result<Option<Result<Ready, Undeliverable>>, Error> {
     let claimed: Option<Claimed> = diesel::sql_query(
         "UPDATE whatsapp_messages SET status = 'sending', attempts = attempts + 1, \
@@ -152,7 +154,10 @@ async fn claim(
             detail: detail.to_owned(),
         })))
     };
-    let Some(account) = settings.account() else {
+    let Some(account) = settings
+        .account()
+        .or_else(|| local.then(crate::graph::Account::local))
+    else {
         return undeliverable("the clinic's WhatsApp number or access token is not configured");
     };
     let Some(to) = conversation.recipient() else {

@@ -165,16 +165,7 @@ pub async fn receive(
             receipt.unrouted += 1;
             continue;
         };
-        let stored = kernel
-            .db
-            .tenant(
-                TenantScope {
-                    tenant_id: tenant,
-                    user_id: None,
-                },
-                |conn| async move { store_value(conn, kernel, tenant, &value).await }.scope_boxed(),
-            )
-            .await?;
+        let stored = store_for_clinic(kernel, tenant, &value).await?;
         receipt.messages += stored.messages;
         receipt.duplicates += stored.duplicates;
         receipt.statuses += stored.statuses;
@@ -187,12 +178,30 @@ pub async fn receive(
 
 /// What one change stored in its clinic.
 #[derive(Debug, Default)]
-struct Stored {
-    messages: u32,
-    duplicates: u32,
-    statuses: u32,
+pub struct Stored {
+    pub messages: u32,
+    pub duplicates: u32,
+    pub statuses: u32,
     /// Conversations with new messages to answer.
-    fresh: Vec<Uuid>,
+    pub fresh: Vec<Uuid>,
+}
+
+/// Stores one change's messages and statuses in `tenant`, in one transaction.
+pub async fn store_for_clinic(
+    kernel: &Kernel,
+    tenant: Uuid,
+    value: &payload::ChangeValue,
+) -> Result<Stored, Error> {
+    let scope = TenantScope {
+        tenant_id: tenant,
+        user_id: None,
+    };
+    kernel
+        .db
+        .tenant(scope, |conn| {
+            async move { store_value(conn, kernel, tenant, value).await }.scope_boxed()
+        })
+        .await
 }
 
 async fn store_value(
