@@ -7,11 +7,19 @@ use std::sync::{Arc, Mutex};
 use poem::http::StatusCode;
 use poem::listener::TcpAcceptor;
 use poem::web::{Data, Json, Path};
-use poem::{EndpointExt, IntoResponse, Request, Response, Route, Server, handler, post};
+use poem::{EndpointExt, IntoResponse, Request, Response, Route, Server, get, handler, post};
 use serde_json::Value;
 
 const SEND_OK: &str = include_str!("../fixtures/whatsapp/whatsapp_send_text_response.json");
 const WINDOW_CLOSED: &str = include_str!("../fixtures/whatsapp/whatsapp_error_131047.json");
+const MEDIA_URL: &str = include_str!("../fixtures/whatsapp/whatsapp_media_url_response.json");
+const MEDIA_FIXTURE_URL: &str = "https://lookaside.fbsbx.com/whatsapp_business/attachments/?mid=1377452069183025&ext=1768489812&hash=ATsF0q7KxQeY2mBv9dLp4w";
+const TRANSCRIPTION: &str = include_str!("../fixtures/openai/openai_transcription.json");
+const RATE_LIMITED: &str = include_str!("../fixtures/openai/openai_error_429.json");
+/// The token the fake Graph API expects, as the fixtures' README says.
+const GRAPH_TOKEN: &str = "Bearer EAATESTclinicaFAKE0000";
+/// The bytes of the voice note the fake serves (an Ogg page header and nothing else).
+pub const VOICE_NOTE: &[u8] = b"OggS\0\x02fake-voice-note";
 /// The wamid of the send fixture, replaced by a fresh one per accepted message.
 const FIXTURE_WAMID: &str = "wamid.HBgNNTUxMTk3NjU0MzIxMBUCABEYEjhDNEUyMEE3RjlCMzFENTQ2QgA=";
 
@@ -40,8 +48,11 @@ pub struct Captured {
 
 #[derive(Debug, Default)]
 struct State {
+    base: String,
     sent: Vec<Captured>,
     script: VecDeque<Answer>,
+    /// Media downloads served (the second step of Meta's two).
+    downloads: usize,
 }
 
 /// The Graph API's send endpoint, on a free local port.
@@ -56,9 +67,14 @@ impl FakeGraph {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         listener.set_nonblocking(true).unwrap();
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State {
+            base: base.clone(),
+            ..State::default()
+        }));
         let app = Route::new()
             .at("/:version/:number/messages", post(send))
+            .at("/:version/:media", get(media_url))
+            .at("/media/:media", get(media_bytes))
             .data(state.clone());
         let acceptor = TcpAcceptor::from_std(listener).unwrap();
         tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
@@ -74,6 +90,154 @@ impl FakeGraph {
     pub fn sent(&self) -> Vec<Captured> {
         self.state.lock().unwrap().sent.clone()
     }
+
+    /// How many media files were downloaded.
+    pub fn downloads(&self) -> usize {
+        self.state.lock().unwrap().downloads
+    }
+}
+
+/// Step one of a media download: a short-lived URL, for the clinic's token only.
+#[handler]
+fn media_url(
+    request: &Request,
+    Path((_version, media)): Path<(String, String)>,
+    state: Data<&Arc<Mutex<State>>>,
+) -> Response {
+    if request.header("authorization") != Some(GRAPH_TOKEN) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let base = state.lock().unwrap().base.clone();
+    MEDIA_URL
+        .replace(MEDIA_FIXTURE_URL, &format!("{base}/media/{media}"))
+        .with_content_type("application/json")
+        .into_response()
+}
+
+/// Step two: the bytes, with the same token ("if the token is omitted the request fails").
+#[handler]
+fn media_bytes(request: &Request, state: Data<&Arc<Mutex<State>>>) -> Response {
+    if request.header("authorization") != Some(GRAPH_TOKEN) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    state.lock().unwrap().downloads += 1;
+    VOICE_NOTE
+        .to_vec()
+        .with_content_type("audio/ogg")
+        .into_response()
+}
+
+/// OpenAI's chat completions and transcriptions, answering from a script.
+#[derive(Debug)]
+pub struct FakeOpenAi {
+    pub base: String,
+    state: Arc<Mutex<AiState>>,
+}
+
+#[derive(Debug, Default)]
+struct AiState {
+    /// Chat answers, in order (after them: a plain "Certo!").
+    script: VecDeque<Value>,
+    /// 429s to answer first, each with `retry-after-ms: 10`.
+    rate_limits: usize,
+    /// Every request body received (chat JSON, or the transcription's form as text).
+    requests: Vec<String>,
+    transcriptions: usize,
+}
+
+impl FakeOpenAi {
+    pub async fn start() -> FakeOpenAi {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        listener.set_nonblocking(true).unwrap();
+        let state = Arc::new(Mutex::new(AiState::default()));
+        let app = Route::new()
+            .at("/chat/completions", post(chat))
+            .at("/audio/transcriptions", post(transcribe))
+            .data(state.clone());
+        let acceptor = TcpAcceptor::from_std(listener).unwrap();
+        tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
+        FakeOpenAi { base, state }
+    }
+
+    /// The model calls `tool` with `arguments` next.
+    pub fn calls(&self, tool: &str, arguments: Value) {
+        let answer = serde_json::json!({
+            "id": "chatcmpl-fake", "object": "chat.completion", "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": null,
+                "tool_calls": [{"id": format!("call_{tool}"), "type": "function",
+                                "function": {"name": tool, "arguments": arguments.to_string()}}]
+            }}]
+        });
+        self.state.lock().unwrap().script.push_back(answer);
+    }
+
+    /// The model answers `text` next.
+    pub fn says(&self, text: &str) {
+        let answer = serde_json::json!({
+            "id": "chatcmpl-fake", "object": "chat.completion", "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": text}}]
+        });
+        self.state.lock().unwrap().script.push_back(answer);
+    }
+
+    /// The next `n` requests get a 429 (retryable).
+    pub fn rate_limit(&self, n: usize) {
+        self.state.lock().unwrap().rate_limits = n;
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().requests.clone()
+    }
+
+    pub fn transcriptions(&self) -> usize {
+        self.state.lock().unwrap().transcriptions
+    }
+}
+
+fn limited(state: &mut AiState) -> Option<Response> {
+    if state.rate_limits == 0 {
+        return None;
+    }
+    state.rate_limits -= 1;
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, RATE_LIMITED)
+        .with_content_type("application/json")
+        .into_response();
+    response
+        .headers_mut()
+        .insert("retry-after-ms", poem::http::HeaderValue::from_static("10"));
+    Some(response)
+}
+
+#[handler]
+fn chat(body: String, state: Data<&Arc<Mutex<AiState>>>) -> Response {
+    let mut state = state.lock().unwrap();
+    state.requests.push(body);
+    if let Some(response) = limited(&mut state) {
+        return response;
+    }
+    let answer = state.script.pop_front().unwrap_or_else(|| {
+        serde_json::json!({"choices": [{"index": 0, "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": "Certo!"}}]})
+    });
+    Json(answer).into_response()
+}
+
+#[handler]
+fn transcribe(body: Vec<u8>, state: Data<&Arc<Mutex<AiState>>>) -> Response {
+    let mut state = state.lock().unwrap();
+    let form = String::from_utf8_lossy(&body).into_owned();
+    // The contract: the file and the model are required.
+    if !form.contains("name=\"file\"") || !form.contains("name=\"model\"") {
+        return (StatusCode::BAD_REQUEST, "file and model are required").into_response();
+    }
+    state.requests.push(form);
+    state.transcriptions += 1;
+    TRANSCRIPTION
+        .with_content_type("application/json")
+        .into_response()
 }
 
 #[handler]

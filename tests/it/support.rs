@@ -239,6 +239,7 @@ impl TestApp {
             };
             harmony_core::server::serve(server_kernel, harmony::api(), listener, shutdown).await
         });
+        harmony_whatsapp::install_tls_provider();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()

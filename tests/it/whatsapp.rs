@@ -1152,3 +1152,176 @@ async fn the_assistant_identity_reaches_nothing_clinical_financial_or_administra
         );
     }
 }
+
+/// A clinic with one professional working weekdays 09:00–18:00, one service, and the
+/// fixture's contact registered as a patient (CPF and a clinical note on file) who
+/// consents to WhatsApp contact. Returns (owner, service id, patient id).
+async fn clinic_with_patient(app: &TestApp, phone: &str) -> (Caller, String, String) {
+    let owner = app.signup("Clínica Aurora").await;
+    let professional = app.member(&owner, &["professional"]).await;
+    let pro = professional.user_id;
+    let week: Vec<Value> = (1..=5)
+        .map(|d| json!({"weekday": d, "starts_at": "09:00", "ends_at": "18:00"}))
+        .collect();
+    professional
+        .put(
+            &format!("/api/v1/professionals/{pro}/working-hours"),
+            json!({ "intervals": week }),
+        )
+        .await;
+    let service = owner
+        .post(
+            "/api/v1/services",
+            json!({"name": "Limpeza de pele", "category": "facial", "duration_minutes": 60,
+                   "price_cents": 18000, "professional_ids": [pro]}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let patient = owner
+        .post(
+            "/api/v1/patients",
+            json!({"full_name": "Mariana Albuquerque", "phone": phone,
+                   "cpf": "529.982.247-25", "notes": "alergia a lidocaína"}),
+        )
+        .await;
+    assert_eq!(patient.status, StatusCode::CREATED, "{}", patient.body);
+    let patient = patient.body["id"].as_str().unwrap().to_owned();
+    owner
+        .post(
+            &format!("/api/v1/patients/{patient}/consents"),
+            json!({"purpose": "whatsapp_contact", "granted": true,
+                   "policy_version": "2026-12", "channel": "in_person"}),
+        )
+        .await;
+    connect_number(&owner).await;
+    (owner, service, patient)
+}
+
+async fn ai_app() -> (TestApp, crate::fakes::FakeGraph, crate::fakes::FakeOpenAi) {
+    let graph = crate::fakes::FakeGraph::start().await;
+    let ai = crate::fakes::FakeOpenAi::start().await;
+    let (graph_url, ai_url) = (graph.base.clone(), ai.base.clone());
+    let app = TestApp::start_with(move |config| {
+        config.modules.set("whatsapp", "app_secret", APP_SECRET);
+        config.modules.set("whatsapp", "graph_url", graph_url);
+        config.modules.set("whatsapp", "openai_url", ai_url);
+        config
+            .modules
+            .set("whatsapp", "openai_api_key", "sk-test-clinica-fake-0000");
+    })
+    .await;
+    (app, graph, ai)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_openai_the_model_books_through_the_same_tools_and_sees_no_clinical_data() {
+    let (app, graph, ai) = ai_app().await;
+    let (owner, service, patient) = clinic_with_patient(&app, "11 97654-3210").await;
+    let day = crate::support::a_monday();
+
+    // The model looks at the services and the free times, then offers them.
+    ai.calls("list_services", json!({}));
+    ai.calls(
+        "find_slots",
+        json!({"service_id": service, "date": day.to_string(), "period": "manha"}),
+    );
+    ai.says("Tenho h1 e h2 na segunda de manhã. Qual prefere?");
+    // OpenAI is busy once: the call is retried after the time it asked for.
+    ai.rate_limit(1);
+    let offered = say(
+        &app,
+        &graph,
+        &inbound("quero uma limpeza de pele segunda de manhã", 1),
+    )
+    .await;
+    assert_eq!(
+        text_of(&offered[0]),
+        "Tenho h1 e h2 na segunda de manhã. Qual prefere?"
+    );
+
+    // A time nobody offered is refused by the tool; an offered one is booked.
+    ai.calls("book", json!({"service_id": service, "slot_id": "h99"}));
+    ai.calls("book", json!({"service_id": service, "slot_id": "h1"}));
+    ai.says("Pronto, agendado!");
+    let booked = say(&app, &graph, &inbound("o primeiro", 2)).await;
+    assert_eq!(text_of(&booked[0]), "Pronto, agendado!");
+    let list = owner
+        .get(&format!("/api/v1/appointments?patient_id={patient}"))
+        .await;
+    let items = list.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{}", list.body);
+    assert_eq!(items[0]["booked_by"], "patient");
+    assert!(
+        items[0]["start"]
+            .as_str()
+            .unwrap()
+            .starts_with(&day.to_string())
+    );
+
+    let requests = ai.requests();
+    assert!(requests.len() >= 6, "{}", requests.len());
+    // The tools' answers reached the model: the ids of the offered times, the refusal.
+    assert!(
+        requests.iter().any(|r| r.contains("\\\"h1\\\"")),
+        "{requests:?}"
+    );
+    assert!(requests.iter().any(|r| r.contains("slot_id must be an id")));
+    // And nothing else: no CPF, no note, no surname, no phone.
+    for request in &requests {
+        for secret in [
+            "529.982.247-25",
+            "52998224725",
+            "lidoca",
+            "Albuquerque",
+            "976543210",
+        ] {
+            assert!(
+                !request.contains(secret),
+                "{secret} sent to the model: {request}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_voice_note_is_downloaded_transcribed_kept_as_text_and_answered() {
+    let (app, graph, ai) = ai_app().await;
+    let (owner, _, _) = clinic_with_patient(&app, "81 98765-2301").await;
+    ai.says("Temos horários na terça à tarde. Quer que eu veja?");
+    let replies = say(&app, &graph, &fresh(AUDIO)).await;
+    assert_eq!(replies[0]["to"], "+558187652301");
+    assert_eq!(
+        text_of(&replies[0]),
+        "Temos horários na terça à tarde. Quer que eu veja?"
+    );
+    assert_eq!(graph.downloads(), 1);
+    assert_eq!(ai.transcriptions(), 1);
+    // The model got the transcript, as the patient's words.
+    assert!(ai.requests().iter().any(|r| r.contains("avalia")));
+    // The transcript is what the conversation keeps; the audio and its id are gone.
+    let conversation = the_only_conversation(&owner).await;
+    let messages = owner
+        .get(&format!(
+            "/api/v1/whatsapp/conversations/{conversation}/messages"
+        ))
+        .await;
+    assert!(
+        messages.body[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("avaliação do preenchimento"),
+        "{}",
+        messages.body
+    );
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM whatsapp_messages WHERE detail ? 'media_id'"
+        )
+        .await,
+        0
+    );
+}

@@ -48,6 +48,7 @@ fn id(value: &Value, key: &str) -> anyhow::Result<String> {
 }
 
 async fn setup(base: &str, token: &str) -> anyhow::Result<Vec<String>> {
+    harmony_whatsapp::install_tls_provider();
     let client = reqwest::Client::new();
     let post = reqwest::Method::POST;
     call(
@@ -213,6 +214,7 @@ async fn main() -> anyhow::Result<()> {
             let first_day: i64 = args[6].parse()?;
             let ids = Arc::new(args[7..].to_vec());
             let counts = Arc::new(Counts::default());
+            harmony_whatsapp::install_tls_provider();
             let http = reqwest::Client::builder()
                 .pool_max_idle_per_host(clients as usize)
                 .build()?;

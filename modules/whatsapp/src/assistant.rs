@@ -66,26 +66,22 @@ pub async fn process(kernel: &Kernel, tenant: Uuid, conversation: Uuid) -> Resul
             return Ok(());
         };
         let message = work.message;
-        let (answer, state, patient) = answer(kernel, &whatsapp, &actor, work).await?;
+        let (answer, state, registration, transcript) =
+            answer(kernel, &whatsapp, &actor, work).await?;
+        let done = Done {
+            message,
+            answer,
+            state,
+            registration,
+            transcript,
+        };
         let queued = {
             let actor = &actor;
             kernel
                 .db
                 .tenant(actor.scope(), |conn| {
-                    async move {
-                        commit(
-                            conn,
-                            kernel,
-                            actor,
-                            conversation,
-                            message,
-                            answer,
-                            state,
-                            patient,
-                        )
-                        .await
-                    }
-                    .scope_boxed()
+                    async move { commit(conn, kernel, actor, conversation, done).await }
+                        .scope_boxed()
                 })
                 .await?
         };
@@ -209,24 +205,41 @@ async fn next_message(
     }))
 }
 
-/// What to do about one message: the answer, the new dialogue state, and the patient the
-/// contact turned out to be (registered now, or found).
+/// What answering one message came to, to commit.
+struct Done {
+    message: Uuid,
+    answer: Answer,
+    state: Value,
+    /// Who the contact turned out to be (registered now, or found).
+    registration: Option<Registration>,
+    /// The text of a voice note, to keep (sealed) instead of the audio.
+    transcript: Option<String>,
+}
+
+type Answered = (Answer, Value, Option<Registration>, Option<String>);
+
+/// What to do about one message: the answer, the new dialogue state, the patient the
+/// contact turned out to be, and the transcript of a voice note.
 async fn answer(
     kernel: &Kernel,
     whatsapp: &Whatsapp,
     actor: &Actor,
     work: Work,
-) -> Result<(Answer, Value, Option<Registration>), Error> {
+) -> Result<Answered, Error> {
     let mut state = work.conversation.state.clone();
     // Staff took over: the assistant only keeps count.
     if work.conversation.mode == "staff" {
-        return Ok((Answer::default(), state, None));
+        return Ok((Answer::default(), state, None, None));
     }
+    let mut transcript = None;
     let turn = match (work.turn, &work.audio) {
         (Some(turn), _) => turn,
         (None, Some((media, mime))) => {
             match transcribe(whatsapp, &work.settings, media, mime).await {
-                Some(text) => Turn { text, choice: None },
+                Some(text) => {
+                    transcript = Some(text.clone());
+                    Turn { text, choice: None }
+                }
                 None => {
                     return Ok((
                         Answer::say(
@@ -234,6 +247,7 @@ async fn answer(
                          sua mensagem?",
                         ),
                         state,
+                        None,
                         None,
                     ));
                 }
@@ -243,6 +257,7 @@ async fn answer(
             return Ok((
                 Answer::say("Por aqui eu só consigo ler mensagens de texto. Pode me escrever?"),
                 state,
+                None,
                 None,
             ));
         }
@@ -256,7 +271,7 @@ async fn answer(
                     "Olá! Vou pedir para alguém da equipe continuar o seu atendimento por aqui.",
                 );
                 answer.effects.push(Effect::Handoff);
-                return Ok((answer, state, None));
+                return Ok((answer, state, None, transcript));
             };
             if state["asked_name"] != json!(true) {
                 state = json!({ "asked_name": true });
@@ -268,6 +283,7 @@ async fn answer(
                     )),
                     state,
                     None,
+                    transcript,
                 ));
             }
             let name = turn.text.trim();
@@ -279,6 +295,7 @@ async fn answer(
                     Answer::say("Desculpe, não entendi. Qual é o seu nome completo?"),
                     state,
                     None,
+                    transcript,
                 ));
             }
             return Ok((
@@ -288,6 +305,7 @@ async fn answer(
                     name: name.to_owned(),
                     phone: format!("+{wa_id}"),
                 }),
+                transcript,
             ));
         }
     };
@@ -302,7 +320,7 @@ async fn answer(
         opening_hours: work.settings.opening_hours.clone(),
     };
     let answer = whatsapp.engine.answer(&tools, &mut state, &turn).await?;
-    Ok((answer, state, registration))
+    Ok((answer, state, registration, transcript))
 }
 
 /// Who the contact is, as found while answering.
@@ -341,21 +359,39 @@ async fn transcribe(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn commit(
     conn: &mut Conn,
     kernel: &Kernel,
     actor: &Actor,
     id: Uuid,
-    message: Uuid,
-    mut answer: Answer,
-    state: Value,
-    registration: Option<Registration>,
+    done: Done,
 ) -> Result<Vec<Uuid>, Error> {
+    let Done {
+        message,
+        mut answer,
+        state,
+        registration,
+        transcript,
+    } = done;
     let tenant = actor.tenant_id;
     let Some(mut conversation) = store::conversation(conn, id).await? else {
         return Ok(Vec::new());
     };
+    if let Some(text) = transcript
+        && let Some(cipher) = kernel
+            .crypto
+            .subject(conn, tenant, conversation.key_subject)
+            .await?
+    {
+        // The transcript is kept, sealed; the audio never was, and its id goes too.
+        diesel::update(wm::table.filter(wm::id.eq(message)))
+            .set((
+                wm::body.eq(Some(cipher.encrypt(store::BODY_FIELD, text.as_bytes()))),
+                wm::detail.eq(json!({ "transcribed": true })),
+            ))
+            .execute(conn)
+            .await?;
+    }
     match registration {
         Some(Registration::Found(patient)) if conversation.patient_id.is_none() => {
             link(conn, id, patient).await?;

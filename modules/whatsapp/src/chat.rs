@@ -111,10 +111,13 @@ pub async fn run(kernel: &Kernel, tenant: Uuid, clinic: &str, phone: &str) -> an
         (10..=15).contains(&wa_id.len()),
         "--phone must be a number with country and area code, e.g. +55 11 98765-4321"
     );
-    let running = Whatsapp::of(kernel)?;
-    let mut local = Whatsapp::new(running.config.clone(), Some(Arc::new(Terminal)))?;
-    local.openai = None;
-    kernel.extensions.insert(local);
+    // The built-in engine, offline, printing to the terminal.
+    let mut config = Whatsapp::of(kernel)?.config.clone();
+    config.engine = crate::config::EngineChoice::Builtin;
+    config.openai_api_key = None;
+    kernel
+        .extensions
+        .insert(Whatsapp::new(config, Some(Arc::new(Terminal)))?);
     // The terminal is this command's interface: what it writes is the conversation.
     let mut out = std::io::stdout();
     writeln!(

@@ -14,9 +14,9 @@
 //! after the commit, and from the outbox should that not happen), through an [`engine`]
 //! acting with the shared tools; the built-in pt-BR dialogue is [`dialogue`].
 //!
-//! Confirmations, reminders and waitlist offers go out from [`notices`], once each.
-//!
-//! FIXME: the OpenAI chat engine is not built yet (issue 6).
+//! With an OpenAI key the engine is [`llm`] (chat completions calling the same tools),
+//! which falls back to the built-in one when OpenAI fails. Confirmations, reminders and
+//! waitlist offers go out from [`notices`], once each.
 
 pub mod api;
 pub mod assistant;
@@ -26,6 +26,7 @@ pub mod conversations;
 pub mod dialogue;
 pub mod engine;
 pub mod graph;
+pub mod llm;
 pub mod nlu;
 pub mod notices;
 pub mod openai;
@@ -130,12 +131,19 @@ impl Transport for Graph {
     }
 }
 
+/// Installs the process's TLS primitives (ring), which reqwest leaves to the application;
+/// any HTTP client of the process needs them, so binaries building one call this first.
+/// A provider installed earlier stays.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// How long a phone number id's clinic is remembered (a number moved to another clinic is
 /// noticed within this time on other replicas).
 const ROUTE_TTL: Duration = Duration::from_secs(60);
 /// Pieces of work (sends, conversations) run at once on the fast path; beyond it the
 /// sweep and the outbox take over.
-const FAST_PATH: usize = 32;
+const FAST_PATH: usize = 4;
 
 /// The module's running parts, in `kernel.extensions`.
 pub struct Whatsapp {
@@ -163,9 +171,7 @@ impl Whatsapp {
         config: WhatsappConfig,
         transport: Option<Arc<dyn Transport>>,
     ) -> anyhow::Result<Self> {
-        // reqwest leaves the choice of TLS primitives to the application: ring, which
-        // builds without a C toolchain beyond cc. A provider installed earlier stays.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_tls_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.request_timeout_ms))
             .connect_timeout(Duration::from_secs(5))
@@ -187,14 +193,13 @@ impl Whatsapp {
                 &config.transcription_model,
             )
         });
-        // FIXME: the OpenAI engine (chat completions with the same tools) is not built
-        // yet; with a key, OpenAI transcribes voice notes and the built-in engine answers.
-        if config.engine == EngineChoice::Openai {
-            anyhow::bail!(
-                "modules.whatsapp.engine = \"openai\" is not available yet: use \"builtin\" or \"auto\""
-            );
-        }
-        let engine: Arc<dyn Engine> = Arc::new(dialogue::Builtin);
+        let engine: Arc<dyn Engine> = match (config.engine, &openai) {
+            (EngineChoice::Builtin, _) | (EngineChoice::Auto, None) => Arc::new(dialogue::Builtin),
+            (_, Some(ai)) => Arc::new(llm::Llm::new(ai.clone())),
+            (EngineChoice::Openai, None) => {
+                anyhow::bail!("modules.whatsapp.engine is openai but no openai_api_key is set")
+            }
+        };
         Ok(Whatsapp {
             config,
             transport,
