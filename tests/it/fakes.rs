@@ -53,6 +53,8 @@ struct State {
     script: VecDeque<Answer>,
     /// Media downloads served (the second step of Meta's two).
     downloads: usize,
+    /// Media URLs handed out (the first step).
+    media_urls: usize,
 }
 
 /// The Graph API's send endpoint, on a free local port.
@@ -95,6 +97,11 @@ impl FakeGraph {
     pub fn downloads(&self) -> usize {
         self.state.lock().unwrap().downloads
     }
+
+    /// How many media URLs were asked for.
+    pub fn media_urls(&self) -> usize {
+        self.state.lock().unwrap().media_urls
+    }
 }
 
 /// Step one of a media download: a short-lived URL, for the clinic's token only.
@@ -107,7 +114,14 @@ fn media_url(
     if request.header("authorization") != Some(GRAPH_TOKEN) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    let base = state.lock().unwrap().base.clone();
+    let base = {
+        let mut state = state.lock().unwrap();
+        state.media_urls += 1;
+        state.base.clone()
+    };
+    // Each URL names the step it was made at: the first has expired (Meta's last only 5
+    // minutes), so the client has to ask again.
+    let media = format!("{media}-{}", state.lock().unwrap().media_urls);
     MEDIA_URL
         .replace(MEDIA_FIXTURE_URL, &format!("{base}/media/{media}"))
         .with_content_type("application/json")
@@ -119,6 +133,9 @@ fn media_url(
 fn media_bytes(request: &Request, state: Data<&Arc<Mutex<State>>>) -> Response {
     if request.header("authorization") != Some(GRAPH_TOKEN) {
         return StatusCode::UNAUTHORIZED.into_response();
+    }
+    if request.uri().path().ends_with("-1") {
+        return StatusCode::NOT_FOUND.into_response();
     }
     state.lock().unwrap().downloads += 1;
     VOICE_NOTE

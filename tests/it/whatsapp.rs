@@ -852,8 +852,31 @@ async fn a_new_contact_registers_books_cancels_and_stops_messages() {
     assert_eq!(after.body["status"], "cancelled");
     assert_eq!(after.body["cancelled_by"], "patient");
 
+    // "Apague minhas conversas": asked first, then the history is gone for good.
+    let asked = say(&app, &graph, &inbound("apague minhas conversas", 8)).await;
+    assert!(text_of(&asked[0]).contains("apagar"), "{asked:?}");
+    let erased = say(&app, &graph, &pressed("erase:yes", "Sim", 9)).await;
+    assert!(text_of(&erased[0]).contains("apaguei"), "{erased:?}");
+    let conversation = the_only_conversation(&owner).await;
+    let left = owner
+        .get(&format!(
+            "/api/v1/whatsapp/conversations/{conversation}/messages"
+        ))
+        .await;
+    // Only the confirmation of the erasure, sealed under a new key.
+    assert_eq!(left.body.as_array().unwrap().len(), 1, "{}", left.body);
+    assert!(left.body[0]["text"].as_str().unwrap().contains("apaguei"));
+    assert_eq!(
+        count(
+            &app,
+            "SELECT count(*) AS n FROM data_keys WHERE shredded_at IS NOT NULL"
+        )
+        .await,
+        1
+    );
+
     // "Pare": no more notices, and the consent log says so.
-    let stopped = say(&app, &graph, &inbound("pare de me mandar mensagens", 7)).await;
+    let stopped = say(&app, &graph, &inbound("pare de me mandar mensagens", 10)).await;
     assert!(
         text_of(&stopped[0]).contains("não enviaremos"),
         "{stopped:?}"
@@ -1297,6 +1320,8 @@ async fn a_voice_note_is_downloaded_transcribed_kept_as_text_and_answered() {
         text_of(&replies[0]),
         "Temos horários na terça à tarde. Quer que eu veja?"
     );
+    // Its first URL had expired: asked for again, then downloaded once.
+    assert_eq!(graph.media_urls(), 2);
     assert_eq!(graph.downloads(), 1);
     assert_eq!(ai.transcriptions(), 1);
     // The model got the transcript, as the patient's words.
