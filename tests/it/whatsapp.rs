@@ -923,54 +923,18 @@ async fn confirmations_and_reminders_go_out_once_and_their_buttons_act() {
     let background = harmony_core::server::Background::start(&app.kernel, &harmony::modules())
         .await
         .unwrap();
-    let owner = app.signup("Clínica Aurora").await;
-    let professional = app.member(&owner, &["professional"]).await;
-    let pro = professional.user_id;
-    let week: Vec<Value> = (1..=5)
-        .map(|d| json!({"weekday": d, "starts_at": "09:00", "ends_at": "18:00"}))
-        .collect();
-    professional
-        .put(
-            &format!("/api/v1/professionals/{pro}/working-hours"),
-            json!({ "intervals": week }),
-        )
-        .await;
-    let service = owner
-        .post(
-            "/api/v1/services",
-            json!({"name": "Limpeza de pele", "category": "facial", "duration_minutes": 60,
-                   "price_cents": 18000, "professional_ids": [pro]}),
-        )
-        .await
-        .body["id"]
-        .clone();
+    let (owner, service, patient) = clinic_with_patient(&app, "11 97654-3210").await;
+    let pro = owner.get("/api/v1/professionals").await.body[0]["user_id"].clone();
     let saved = owner
         .put(
             "/api/v1/whatsapp/settings",
-            json!({"phone_number_id": NUMBER, "access_token": "EAATESTclinicaFAKE0000",
+            json!({"phone_number_id": NUMBER,
                    "templates": {"reminder": {"name": "lembrete_consulta"},
                                  "confirmation": {"name": "confirmacao_consulta"}}}),
         )
         .await;
     assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
-    let patient = owner
-        .post(
-            "/api/v1/patients",
-            json!({"full_name": "Mariana Albuquerque", "phone": "11 97654-3210"}),
-        )
-        .await
-        .body["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let consent = owner
-        .post(
-            &format!("/api/v1/patients/{patient}/consents"),
-            json!({"purpose": "whatsapp_contact", "granted": true,
-                   "policy_version": "2026-12", "channel": "in_person"}),
-        )
-        .await;
-    assert_eq!(consent.status, StatusCode::CREATED, "{}", consent.body);
+    assert_eq!(saved.body["access_token_set"], true);
 
     // Booked by the clinic: a confirmation, as a template (she never wrote: no window).
     let day = crate::support::a_monday();

@@ -178,12 +178,7 @@ impl ConversationsApi {
             .db
             .tenant(actor.scope(), |conn| {
                 async move {
-                    let conversation =
-                        store::conversation(conn, id.0)
-                            .await?
-                            .ok_or(Error::NotFound {
-                                what: "conversation",
-                            })?;
+                    let conversation = found(conn, id.0).await?;
                     let messages =
                         messages_of(conn, kernel_ref, actor_ref, &conversation, limit).await?;
                     audit::record(
@@ -238,12 +233,7 @@ impl ConversationsApi {
             .db
             .tenant(actor.scope(), |conn| {
                 async move {
-                    let conversation =
-                        store::conversation(conn, id.0)
-                            .await?
-                            .ok_or(Error::NotFound {
-                                what: "conversation",
-                            })?;
+                    let conversation = found(conn, id.0).await?;
                     if !conversation.window_open(Utc::now()) {
                         return Err(Error::conflict(
                             "window_closed",
@@ -374,12 +364,7 @@ impl ConversationsApi {
             .db
             .tenant(actor.scope(), |conn| {
                 async move {
-                    let conversation =
-                        store::conversation(conn, id.0)
-                            .await?
-                            .ok_or(Error::NotFound {
-                                what: "conversation",
-                            })?;
+                    let conversation = found(conn, id.0).await?;
                     diesel::update(wc::table.filter(wc::id.eq(conversation.id)))
                         .set(wc::opted_out_at.eq(Some(Utc::now())))
                         .execute(conn)
@@ -430,12 +415,7 @@ impl ConversationsApi {
             .db
             .tenant(actor.scope(), |conn| {
                 async move {
-                    let mut conversation =
-                        store::conversation(conn, id.0)
-                            .await?
-                            .ok_or(Error::NotFound {
-                                what: "conversation",
-                            })?;
+                    let mut conversation = found(conn, id.0).await?;
                     crate::assistant::erase(
                         conn,
                         kernel_ref,
@@ -491,6 +471,13 @@ pub struct HandedBack {
     pub id: Uuid,
     pub mode: String,
     pub needs_attention: bool,
+}
+
+/// The conversation `id` of the current clinic, or a 404.
+async fn found(conn: &mut Conn, id: Uuid) -> Result<store::Conversation, Error> {
+    store::conversation(conn, id).await?.ok_or(Error::NotFound {
+        what: "conversation",
+    })
 }
 
 fn page_size(limit: Option<i64>) -> Result<i64, Error> {

@@ -355,29 +355,13 @@ async fn notify(
             }
         }
     };
-    let Some(cipher) = kernel
-        .crypto
-        .subject(conn, tenant, conversation.key_subject)
-        .await?
-    else {
+    let purpose = match kind {
+        Kind::Confirmation => "confirmation",
+        Kind::Reminder(_) => "reminder",
+    };
+    let Some(id) = queue(conn, kernel, tenant, &conversation, &message, purpose).await? else {
         return Ok(None);
     };
-    let id = store::queue_outbound(
-        conn,
-        tenant,
-        &conversation,
-        &cipher,
-        &message,
-        Origin {
-            author: "automation",
-            author_user_id: None,
-            purpose: match kind {
-                Kind::Confirmation => "confirmation",
-                Kind::Reminder(_) => "reminder",
-            },
-        },
-    )
-    .await?;
     diesel::sql_query(
         "UPDATE whatsapp_notices SET message_id = $1 \
          WHERE appointment_id = $2 AND kind = $3 AND starts_at = $4",
@@ -476,6 +460,19 @@ async fn waitlist_offer(
             None => return Ok(None),
         }
     };
+    queue(conn, kernel, tenant, &conversation, &message, "waitlist").await
+}
+
+/// Queues a message the clinic's automations send, sealed under the conversation's key
+/// (`None` when the key was destroyed: nothing can go to it).
+async fn queue(
+    conn: &mut Conn,
+    kernel: &Kernel,
+    tenant: Uuid,
+    conversation: &store::Conversation,
+    message: &Outgoing,
+    purpose: &'static str,
+) -> Result<Option<Uuid>, Error> {
     let Some(cipher) = kernel
         .crypto
         .subject(conn, tenant, conversation.key_subject)
@@ -486,13 +483,13 @@ async fn waitlist_offer(
     store::queue_outbound(
         conn,
         tenant,
-        &conversation,
+        conversation,
         &cipher,
-        &message,
+        message,
         Origin {
             author: "automation",
             author_user_id: None,
-            purpose: "waitlist",
+            purpose,
         },
     )
     .await
