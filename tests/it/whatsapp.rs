@@ -692,6 +692,27 @@ async fn staff_replies_go_out_once_with_retries_and_failures_reach_staff() {
         StatusCode::NOT_FOUND
     );
     assert!(!say(&app, &graph, &inbound("oi", 51)).await.is_empty());
+
+    // Switched off by the clinic: messages are kept, nobody is answered.
+    let off = owner
+        .put(
+            "/api/v1/whatsapp/settings",
+            json!({"phone_number_id": NUMBER, "enabled": false}),
+        )
+        .await;
+    assert_eq!(off.status, StatusCode::OK, "{}", off.body);
+    let before = graph.sent().len();
+    assert_eq!(signed(&app, &inbound("olá?", 52)).await.body["messages"], 1);
+    eventually("the message is processed", || async {
+        count(
+            &app,
+            "SELECT count(*) AS n FROM whatsapp_messages WHERE status = 'received'",
+        )
+        .await
+            == 0
+    })
+    .await;
+    assert_eq!(graph.sent().len(), before);
     let audited = count(
         &app,
         "SELECT count(*) AS n FROM audit_events WHERE resource = 'whatsapp.messages'",

@@ -227,8 +227,8 @@ async fn answer(
     work: Work,
 ) -> Result<Answered, Error> {
     let mut state = work.conversation.state.clone();
-    // Staff took over: the assistant only keeps count.
-    if work.conversation.mode == "staff" {
+    // Staff took over, or the clinic switched the assistant off: it only keeps count.
+    if work.conversation.mode == "staff" || !work.settings.enabled {
         return Ok((Answer::default(), state, None, None));
     }
     let mut transcript = None;
