@@ -157,6 +157,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Chat { clinic, phone } => {
             let mut config = load()?;
+            let throwaway = config.crypto.master_key.is_none();
             config.dev.mode = true;
             config.ensure_secrets()?;
             setup(&config).await?;
@@ -166,6 +167,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let (tenant, name) = harmony_whatsapp::chat::find_clinic(&kernel, &clinic)
                 .await?
                 .with_context(|| format!("no clinic is called {clinic} (try its id)"))?;
+            if let Err(err) = harmony_whatsapp::chat::check_keys(&kernel, tenant).await {
+                let err = anyhow::Error::from(err);
+                return Err(if throwaway {
+                    err.context(
+                        "this clinic was made with other keys: set HARMONY__CRYPTO__MASTER_KEY \
+                         and HARMONY__AUTH__JWT_SECRET to the same values for `demo` and \
+                         `chat`, or start from a new database",
+                    )
+                } else {
+                    err
+                });
+            }
             harmony_whatsapp::chat::run(&kernel, tenant, &name, &phone).await
         }
         Command::PluginHost { .. } => Ok(()),

@@ -227,8 +227,10 @@ async fn answer(
     work: Work,
 ) -> Result<Answered, Error> {
     let mut state = work.conversation.state.clone();
-    // Staff took over, or the clinic switched the assistant off: it only keeps count.
-    if work.conversation.mode == "staff" || !work.settings.enabled {
+    // Staff took over, or the clinic switched the assistant off (a terminal chat needs
+    // no settings): it only keeps count.
+    let switched_on = work.settings.enabled || whatsapp.transport.local();
+    if work.conversation.mode == "staff" || !switched_on {
         return Ok((Answer::default(), state, None, None));
     }
     let mut transcript = None;

@@ -99,6 +99,26 @@ pub async fn find_clinic(kernel: &Kernel, wanted: &str) -> Result<Option<(Uuid, 
         .map(|c| (c.id, c.name)))
 }
 
+/// Whether this process can open the clinic's keys (a clinic made under another master
+/// key cannot be read).
+pub async fn check_keys(kernel: &Kernel, tenant: Uuid) -> Result<(), Error> {
+    let scope = TenantScope {
+        tenant_id: tenant,
+        user_id: None,
+    };
+    kernel
+        .db
+        .tenant(scope, |conn| {
+            async move {
+                crate::store::clinic_cipher(conn, kernel, tenant)
+                    .await
+                    .map(drop)
+            }
+            .scope_boxed()
+        })
+        .await
+}
+
 /// A clinic's name as a slug: lower case, no accents, words joined by `-`.
 pub fn slug(name: &str) -> String {
     crate::nlu::text::tokens(name).join("-")
@@ -154,7 +174,7 @@ pub async fn run(kernel: &Kernel, tenant: Uuid, clinic: &str, phone: &str) -> an
     }
 }
 
-/// Waits until every queued reply of the conversation went out (a few seconds at most).
+/// Waits until every queued reply of the conversation went out (ten seconds at most).
 async fn wait_for_replies(kernel: &Kernel, tenant: Uuid, conversation: Uuid) -> anyhow::Result<()> {
     #[derive(QueryableByName)]
     struct Pending {
@@ -165,7 +185,7 @@ async fn wait_for_replies(kernel: &Kernel, tenant: Uuid, conversation: Uuid) -> 
         tenant_id: tenant,
         user_id: None,
     };
-    for _ in 0..100 {
+    for _ in 0..330 {
         let pending: Pending = kernel
             .db
             .tenant(scope, |conn| {
