@@ -1295,15 +1295,22 @@ async fn with_openai_the_model_books_through_the_same_tools_and_sees_no_clinical
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_voice_note_is_downloaded_transcribed_kept_as_text_and_answered() {
+async fn a_voice_note_is_downloaded_transcribed_kept_as_text_and_books() {
     let (app, graph, ai) = ai_app().await;
-    let (owner, _, _) = clinic_with_patient(&app, "81 98765-2301").await;
-    ai.says("Temos horários na terça à tarde. Quer que eu veja?");
+    let (owner, service, patient) = clinic_with_patient(&app, "81 98765-2301").await;
+    let day = crate::support::a_monday();
+    // What she says in the voice note ("terça que vem… depois das três") is what the
+    // model works from: it looks for times and offers them.
+    ai.calls(
+        "find_slots",
+        json!({"service_id": service, "date": day.to_string(), "period": "tarde"}),
+    );
+    ai.says("Temos h1 e h2 na segunda à tarde. Qual prefere?");
     let replies = say(&app, &graph, &fresh(AUDIO)).await;
     assert_eq!(replies[0]["to"], "+558187652301");
     assert_eq!(
         text_of(&replies[0]),
-        "Temos horários na terça à tarde. Quer que eu veja?"
+        "Temos h1 e h2 na segunda à tarde. Qual prefere?"
     );
     // Its first URL had expired: asked for again, then downloaded once.
     assert_eq!(graph.media_urls(), 2);
@@ -1333,5 +1340,30 @@ async fn a_voice_note_is_downloaded_transcribed_kept_as_text_and_answered() {
         )
         .await,
         0
+    );
+    // And books the one she picks.
+    ai.calls("book", json!({"service_id": service, "slot_id": "h2"}));
+    ai.says("Agendado!");
+    let mut pick: Value = serde_json::from_slice(&fresh(AUDIO)).unwrap();
+    pick["entry"][0]["changes"][0]["value"]["messages"][0] = json!({
+        "from": "558187652301", "id": "wamid.test-voice-pick",
+        "timestamp": chrono::Utc::now().timestamp().to_string(),
+        "type": "text", "text": {"body": "a segunda opção"}});
+    let booked = say(&app, &graph, &serde_json::to_vec(&pick).unwrap()).await;
+    assert_eq!(text_of(&booked[0]), "Agendado!");
+    let list = owner
+        .get(&format!("/api/v1/appointments?patient_id={patient}"))
+        .await;
+    assert_eq!(
+        list.body["items"].as_array().unwrap().len(),
+        1,
+        "{}",
+        list.body
+    );
+    assert!(
+        list.body["items"][0]["start"]
+            .as_str()
+            .unwrap()
+            .starts_with(&day.to_string())
     );
 }
