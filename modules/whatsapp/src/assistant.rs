@@ -66,16 +66,16 @@ pub async fn process(kernel: &Kernel, tenant: Uuid, conversation: Uuid) -> Resul
             return Ok(());
         };
         let message = work.message;
-        let (answer, state, registration, transcript) =
-            answer(kernel, &whatsapp, &actor, work).await?;
-        let done = Done {
-            message,
-            answer,
-            state,
-            registration,
-            transcript,
-        };
-        let queued = {
+        let answered = async {
+            let (answer, state, registration, transcript) =
+                answer(kernel, &whatsapp, &actor, work).await?;
+            let done = Done {
+                message,
+                answer,
+                state,
+                registration,
+                transcript,
+            };
             let actor = &actor;
             kernel
                 .db
@@ -83,11 +83,43 @@ pub async fn process(kernel: &Kernel, tenant: Uuid, conversation: Uuid) -> Resul
                     async move { commit(conn, kernel, actor, conversation, done).await }
                         .scope_boxed()
                 })
-                .await?
+                .await
+        };
+        let queued = match answered.await {
+            Ok(queued) => queued,
+            Err(err) => {
+                // The message stays to answer; the next attempt need not wait for the lease.
+                release(kernel, &actor, conversation, &owner).await;
+                return Err(err);
+            }
         };
         for id in queued {
             sender::deliver_soon(kernel, tenant, id);
         }
+    }
+}
+
+/// Lets go of a conversation this worker holds (best effort: the lease runs out anyway).
+async fn release(kernel: &Kernel, actor: &Actor, conversation: Uuid, owner: &str) {
+    let released = kernel
+        .db
+        .tenant(actor.scope(), |conn| {
+            async move {
+                diesel::sql_query(
+                    "UPDATE whatsapp_conversations SET lease_until = NULL, lease_owner = NULL \
+                     WHERE id = $1 AND lease_owner = $2",
+                )
+                .bind::<SqlUuid, _>(conversation)
+                .bind::<Text, _>(owner)
+                .execute(conn)
+                .await
+                .map_err(Error::from)
+            }
+            .scope_boxed()
+        })
+        .await;
+    if let Err(err) = released {
+        tracing::warn!(error = %err, "a conversation's lease could not be released");
     }
 }
 
