@@ -35,13 +35,38 @@ pub(crate) const PURPOSE: &str = "whatsapp_contact";
 
 /// The `whatsapp.message_received` subscriber.
 pub async fn on_message_event(kernel: &Kernel, event: &Event) -> anyhow::Result<()> {
-    let Some(conversation) = event.payload["conversation_id"]
-        .as_str()
-        .and_then(|s| s.parse::<Uuid>().ok())
-    else {
+    let id = |key: &str| {
+        event.payload[key]
+            .as_str()
+            .and_then(|s| s.parse::<Uuid>().ok())
+    };
+    let (Some(conversation), Some(message)) = (id("conversation_id"), id("message_id")) else {
         return Ok(());
     };
-    process(kernel, event.tenant_id, conversation).await?;
+    // Usually the fast path answered it already: one read says so.
+    let scope = harmony_core::db::TenantScope {
+        tenant_id: event.tenant_id,
+        user_id: None,
+    };
+    let waiting = kernel
+        .db
+        .tenant_read(scope, |conn| {
+            async move {
+                let mut c = conn;
+                wm::table
+                    .filter(wm::id.eq(message))
+                    .filter(wm::status.eq("received"))
+                    .count()
+                    .get_result::<i64>(&mut c)
+                    .await
+                    .map_err(Error::from)
+            }
+            .scope_boxed()
+        })
+        .await?;
+    if waiting > 0 {
+        process(kernel, event.tenant_id, conversation).await?;
+    }
     Ok(())
 }
 
@@ -53,12 +78,14 @@ pub async fn process(kernel: &Kernel, tenant: Uuid, conversation: Uuid) -> Resul
     let owner = Uuid::now_v7().to_string();
     loop {
         let next = {
-            let (actor, owner) = (&actor, owner.as_str());
+            let (actor, owner, whatsapp) = (&actor, owner.as_str(), &*whatsapp);
             kernel
                 .db
                 .tenant(actor.scope(), |conn| {
-                    async move { next_message(conn, kernel, actor, conversation, owner).await }
-                        .scope_boxed()
+                    async move {
+                        next_message(conn, kernel, whatsapp, actor, conversation, owner).await
+                    }
+                    .scope_boxed()
                 })
                 .await?
         };
@@ -140,6 +167,7 @@ struct Work {
 async fn next_message(
     mut conn: &mut Conn,
     kernel: &Kernel,
+    whatsapp: &Whatsapp,
     actor: &Actor,
     id: Uuid,
     owner: &str,
@@ -216,12 +244,8 @@ async fn next_message(
             None => None,
         },
     };
-    let settings = store::settings(conn, kernel, actor.tenant_id).await?;
-    let clinic_name: String = harmony_core::schema::tenants::table
-        .find(actor.tenant_id)
-        .select(harmony_core::schema::tenants::name)
-        .first(conn)
-        .await?;
+    let clinic = whatsapp.clinic(conn, kernel, actor.tenant_id).await?;
+    let (settings, clinic_name) = (clinic.settings.clone(), clinic.name.clone());
     let zone = kernel.zones.zone(conn, actor.tenant_id).await?;
     let today = Utc::now().with_timezone(&zone).date_naive();
     Ok(Some(Work {

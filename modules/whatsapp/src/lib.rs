@@ -141,6 +141,16 @@ pub fn install_tls_provider() {
 /// How long a phone number id's clinic is remembered (a number moved to another clinic is
 /// noticed within this time on other replicas).
 const ROUTE_TTL: Duration = Duration::from_secs(60);
+/// How long a clinic's settings are reused by the assistant.
+const CLINIC_TTL: Duration = Duration::from_secs(5);
+
+/// What the assistant needs of a clinic for every message.
+#[derive(Debug, Clone)]
+pub struct Clinic {
+    pub settings: store::Settings,
+    pub name: String,
+}
+
 /// Pieces of work (sends, conversations) run at once on the fast path; beyond it the
 /// sweep and the outbox take over.
 const FAST_PATH: usize = 4;
@@ -152,6 +162,7 @@ pub struct Whatsapp {
     pub openai: Option<OpenAi>,
     pub engine: Arc<dyn Engine>,
     routes: Mutex<HashMap<String, (Option<Uuid>, Instant)>>,
+    clinics: Mutex<HashMap<Uuid, (Arc<Clinic>, Instant)>>,
     assistants: Mutex<HashMap<Uuid, Uuid>>,
     fast_path: Arc<tokio::sync::Semaphore>,
 }
@@ -206,6 +217,7 @@ impl Whatsapp {
             openai,
             engine,
             routes: Mutex::default(),
+            clinics: Mutex::default(),
             assistants: Mutex::default(),
             fast_path: Arc::new(tokio::sync::Semaphore::new(FAST_PATH)),
         })
@@ -237,11 +249,44 @@ impl Whatsapp {
         Ok(tenant)
     }
 
-    /// Forgets the cached clinics of phone number ids (after a settings change).
+    /// Forgets what is cached of clinics' settings and numbers (after a settings change;
+    /// other replicas notice within [`ROUTE_TTL`] and [`CLINIC_TTL`]).
     pub fn forget_routes(&self) {
         if let Ok(mut routes) = self.routes.lock() {
             routes.clear();
         }
+        if let Ok(mut clinics) = self.clinics.lock() {
+            clinics.clear();
+        }
+    }
+
+    /// A clinic's WhatsApp settings and name, read at most every [`CLINIC_TTL`], inside
+    /// the caller's tenant transaction.
+    pub async fn clinic(
+        &self,
+        conn: &mut harmony_core::db::Conn,
+        kernel: &Kernel,
+        tenant: Uuid,
+    ) -> harmony_core::Result<Arc<Clinic>> {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        if let Ok(clinics) = self.clinics.lock()
+            && let Some((clinic, at)) = clinics.get(&tenant)
+            && at.elapsed() < CLINIC_TTL
+        {
+            return Ok(clinic.clone());
+        }
+        let settings = store::settings(conn, kernel, tenant).await?;
+        let name: String = harmony_core::schema::tenants::table
+            .find(tenant)
+            .select(harmony_core::schema::tenants::name)
+            .first(conn)
+            .await?;
+        let clinic = Arc::new(Clinic { settings, name });
+        if let Ok(mut clinics) = self.clinics.lock() {
+            clinics.insert(tenant, (clinic.clone(), Instant::now()));
+        }
+        Ok(clinic)
     }
 
     /// The assistant's identity in a clinic: a member with the `assistant` role only.
