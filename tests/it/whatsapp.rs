@@ -774,34 +774,7 @@ fn text_of(message: &Value) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_contact_registers_books_cancels_and_stops_messages() {
     let (app, graph) = sending_app().await;
-    let owner = app.signup("Clínica Aurora").await;
-    let professional = app.member(&owner, &["professional"]).await;
-    let pro = professional.user_id;
-    owner
-        .patch(
-            "/api/v1/agenda-settings",
-            json!({"granularity_minutes": 30}),
-        )
-        .await;
-    let week: Vec<Value> = (1..=5)
-        .map(|d| json!({"weekday": d, "starts_at": "09:00", "ends_at": "12:00"}))
-        .collect();
-    let hours = professional
-        .put(
-            &format!("/api/v1/professionals/{pro}/working-hours"),
-            json!({ "intervals": week }),
-        )
-        .await;
-    assert_eq!(hours.status, StatusCode::OK, "{}", hours.body);
-    let service = owner
-        .post(
-            "/api/v1/services",
-            json!({"name": "Limpeza de pele", "category": "facial", "duration_minutes": 60,
-                   "price_cents": 18000, "professional_ids": [pro]}),
-        )
-        .await;
-    assert_eq!(service.status, StatusCode::CREATED, "{}", service.body);
-    connect_number(&owner).await;
+    let (owner, _) = clinic_with_service(&app).await;
     let day = crate::support::a_monday();
 
     // Someone new: asked for their name, then registered with their consent.
@@ -1161,22 +1134,22 @@ async fn the_assistant_identity_reaches_nothing_clinical_financial_or_administra
     }
 }
 
-/// A clinic with one professional working weekdays 09:00–18:00, one service, and the
-/// fixture's contact registered as a patient (CPF and a clinical note on file) who
-/// consents to WhatsApp contact. Returns (owner, service id, patient id).
-async fn clinic_with_patient(app: &TestApp, phone: &str) -> (Caller, String, String) {
+/// A clinic with one professional working weekdays 09:00–18:00, one 60-minute service,
+/// and its WhatsApp number connected. Returns (owner, service id).
+async fn clinic_with_service(app: &TestApp) -> (Caller, String) {
     let owner = app.signup("Clínica Aurora").await;
     let professional = app.member(&owner, &["professional"]).await;
     let pro = professional.user_id;
     let week: Vec<Value> = (1..=5)
         .map(|d| json!({"weekday": d, "starts_at": "09:00", "ends_at": "18:00"}))
         .collect();
-    professional
+    let hours = professional
         .put(
             &format!("/api/v1/professionals/{pro}/working-hours"),
             json!({ "intervals": week }),
         )
         .await;
+    assert_eq!(hours.status, StatusCode::OK, "{}", hours.body);
     let service = owner
         .post(
             "/api/v1/services",
@@ -1188,6 +1161,14 @@ async fn clinic_with_patient(app: &TestApp, phone: &str) -> (Caller, String, Str
         .as_str()
         .unwrap()
         .to_owned();
+    connect_number(&owner).await;
+    (owner, service)
+}
+
+/// [`clinic_with_service`], with the contact registered as a patient (CPF and a clinical
+/// note on file) who consents to WhatsApp contact. Returns (owner, service, patient).
+async fn clinic_with_patient(app: &TestApp, phone: &str) -> (Caller, String, String) {
+    let (owner, service) = clinic_with_service(app).await;
     let patient = owner
         .post(
             "/api/v1/patients",
@@ -1204,7 +1185,6 @@ async fn clinic_with_patient(app: &TestApp, phone: &str) -> (Caller, String, Str
                    "policy_version": "2026-12", "channel": "in_person"}),
         )
         .await;
-    connect_number(&owner).await;
     (owner, service, patient)
 }
 

@@ -130,6 +130,13 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON whatsapp_messages TO harmony_app;
 -- The retry sweep finds due messages of every clinic.
 GRANT SELECT ON whatsapp_messages TO harmony_system;
 
+-- How far along a delivery status is: statuses only move forward, so duplicates and late
+-- arrivals (a `delivered` after its `read`) change nothing; a failure is final.
+CREATE FUNCTION whatsapp_status_rank(status text) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN CASE status WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3
+                       WHEN 'played' THEN 4 WHEN 'failed' THEN 5 ELSE 0 END;
+
 -- Every delivery status received, once per (message, status): duplicates and late or
 -- out-of-order deliveries change nothing twice.
 CREATE TABLE whatsapp_statuses (

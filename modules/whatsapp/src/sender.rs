@@ -71,8 +71,8 @@ pub async fn deliver(kernel: &Kernel, tenant: Uuid, message: Uuid) -> Result<(),
     let claimed = kernel
         .db
         .tenant(scope, |conn| {
-            let local = whatsapp.transport.local();
-            async move { claim(conn, kernel, tenant, message, local).await }.scope_boxed()
+            let whatsapp = &*whatsapp;
+            async move { claim(conn, kernel, whatsapp, tenant, message).await }.scope_boxed()
         })
         .await?;
     let ready = match claimed {
@@ -122,9 +122,9 @@ pub async fn deliver(kernel: &Kernel, tenant: Uuid, message: Uuid) -> Result<(),
 async fn claim(
     mut conn: &mut Conn,
     kernel: &Kernel,
+    whatsapp: &Whatsapp,
     tenant: Uuid,
     message: Uuid,
-    local: bool,
 ) -> Result<Option<Result<Ready, Undeliverable>>, Error> {
     let claimed: Option<Claimed> = diesel::sql_query(
         "UPDATE whatsapp_messages SET status = 'sending', attempts = attempts + 1, \
@@ -147,14 +147,16 @@ async fn claim(
             detail: "the conversation is gone".into(),
         })));
     };
-    let settings = store::settings(conn, kernel, tenant).await?;
+    let clinic = whatsapp.clinic(conn, kernel, tenant).await?;
+    let local = whatsapp.transport.local();
     let undeliverable = |detail: &str| {
         Ok(Some(Err(Undeliverable {
             code: None,
             detail: detail.to_owned(),
         })))
     };
-    let Some(account) = settings
+    let Some(account) = clinic
+        .settings
         .account()
         .or_else(|| local.then(crate::graph::Account::local))
     else {
@@ -199,9 +201,7 @@ async fn record_sent(mut conn: &mut Conn, message: Uuid, wamid: &str) -> Result<
         "UPDATE whatsapp_messages m SET wamid = $2, lease_until = NULL, next_attempt_at = NULL, \
            status_at = now(), error_code = NULL, error_detail = NULL, \
            status = COALESCE((SELECT s.status FROM whatsapp_statuses s WHERE s.wamid = $2 \
-             ORDER BY CASE s.status WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 \
-               WHEN 'read' THEN 3 WHEN 'played' THEN 4 WHEN 'failed' THEN 5 END DESC \
-             LIMIT 1), 'sent') \
+             ORDER BY whatsapp_status_rank(s.status) DESC LIMIT 1), 'sent') \
          WHERE id = $1",
     )
     .bind::<SqlUuid, _>(message)

@@ -7,7 +7,7 @@ use diesel::sql_types::{Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use harmony_core::Kernel;
 use harmony_core::crypto::SubjectCipher;
-use harmony_core::db::{Conn, DbError};
+use harmony_core::db::Conn;
 use harmony_core::error::Error;
 use scoped_futures::ScopedFutureExt;
 use secrecy::SecretString;
@@ -491,9 +491,4 @@ pub fn readable(cipher: &SubjectCipher, direction: &str, sealed: &[u8]) -> Optio
     } else {
         String::from_utf8(plain).ok()
     }
-}
-
-/// A database error as the module's own error.
-pub fn db(err: DbError) -> Error {
-    err.into()
 }

@@ -305,18 +305,9 @@ async fn store_value(
     Ok(stored)
 }
 
-/// How far along a delivery status is: a status only ever moves forward, so duplicates
-/// and late arrivals (a `delivered` after its `read`) change nothing. A failure is final.
-pub fn rank(status: &str) -> i32 {
-    match status {
-        "sent" => 1,
-        "delivered" => 2,
-        "read" => 3,
-        "played" => 4,
-        "failed" => 5,
-        _ => 0,
-    }
-}
+/// The delivery statuses Meta reports. How far along each is, and so which one a message
+/// shows, is `whatsapp_status_rank` in the database.
+const STATUSES: [&str; 5] = ["sent", "delivered", "read", "played", "failed"];
 
 /// Records one status once per (message, status); moves the message's own status forward;
 /// a failure flags the conversation for staff. Whether it was new.
@@ -326,7 +317,7 @@ async fn record_status(
     status: &payload::Status,
 ) -> Result<bool, Error> {
     let kind = status.status.as_str();
-    if rank(kind) == 0 || status.id.is_empty() || status.id.len() > 256 {
+    if !STATUSES.contains(&kind) || status.id.is_empty() || status.id.len() > 256 {
         tracing::info!(status = %kind, "WhatsApp status of an unknown kind, ignored");
         return Ok(false);
     }
@@ -367,8 +358,7 @@ async fn record_status(
            error_code = COALESCE($4, error_code), error_detail = COALESCE($5, error_detail), \
            next_attempt_at = NULL \
          WHERE wamid = $1 AND direction = 'out' AND \
-           (CASE status WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3 \
-              WHEN 'played' THEN 4 WHEN 'failed' THEN 5 ELSE 0 END) < $6 \
+           whatsapp_status_rank(status) < whatsapp_status_rank($2) \
          RETURNING conversation_id",
     )
     .bind::<Text, _>(&status.id)
@@ -376,7 +366,6 @@ async fn record_status(
     .bind::<Timestamptz, _>(at)
     .bind::<Nullable<Integer>, _>(code)
     .bind::<Nullable<Text>, _>(detail)
-    .bind::<Integer, _>(rank(kind))
     .load(&mut conn)
     .await?;
     if kind == "failed" {
