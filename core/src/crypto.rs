@@ -30,6 +30,7 @@ use uuid::Uuid;
 use crate::db::{Conn, Db};
 use crate::error::Error;
 use crate::schema::{data_keys, tenant_keys};
+use crate::sql::sql;
 use crate::util::{random_bytes, sha256};
 
 const VERSION: u8 = 1;
@@ -254,6 +255,33 @@ impl Crypto {
             .transpose()
     }
 
+    /// The cipher of a subject that has just been made up (a fresh id): its key is written
+    /// without first looking for one, which saves a round trip over [`Crypto::subject`].
+    /// A subject that already has a key is a database error, not a second key.
+    pub async fn create_subject(
+        &self,
+        mut conn: &Conn,
+        tenant: Uuid,
+        subject: Uuid,
+    ) -> Result<SubjectCipher, Error> {
+        let key = self.tenant_key(conn, tenant).await?;
+        let aad = format!("data-key:{tenant}:{subject}");
+        let data = Key::random();
+        diesel::insert_into(data_keys::table)
+            .values((
+                data_keys::tenant_id.eq(tenant),
+                data_keys::subject_id.eq(subject),
+                data_keys::wrapped_key.eq(key.wrapping.seal(&data.0, aad.as_bytes())),
+            ))
+            .execute(&mut conn)
+            .await?;
+        Ok(SubjectCipher {
+            tenant,
+            subject,
+            key: data,
+        })
+    }
+
     /// The cipher of a subject whose data is only read: creates no key. `None` when the
     /// subject has no key (nothing was ever encrypted for them) or it was destroyed. Takes a
     /// shared connection so that it can be pipelined with other queries.
@@ -335,7 +363,7 @@ impl Crypto {
     /// Destroys the subject's data key: every value encrypted for them becomes unreadable.
     /// Irreversible.
     pub async fn shred(&self, conn: &mut Conn, tenant: Uuid, subject: Uuid) -> Result<(), Error> {
-        diesel::sql_query(
+        sql(
             "INSERT INTO data_keys (tenant_id, subject_id, wrapped_key, shredded_at) \
              VALUES ($1, $2, NULL, now()) \
              ON CONFLICT (tenant_id, subject_id) DO UPDATE SET wrapped_key = NULL, shredded_at = now() \

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use crate::Kernel;
 use crate::db::{Conn, DbError};
 use crate::error::Error;
-use crate::schema::outbox_events as oe;
+use crate::sql::sql;
 
 /// Writes an event to the outbox inside the caller's tenant transaction. Takes a shared
 /// connection so that it can be pipelined with the change it reports.
@@ -33,13 +33,12 @@ pub async fn publish(
 ) -> Result<Uuid, Error> {
     let id = Uuid::now_v7();
     let payload = serde_json::to_value(payload).map_err(Error::internal)?;
-    diesel::insert_into(oe::table)
-        .values((
-            oe::tenant_id.eq(tenant_id),
-            oe::id.eq(id),
-            oe::topic.eq(topic),
-            oe::payload.eq(payload),
-        ))
+    // The same function a statement calls to publish only when its own change happened.
+    sql("SELECT outbox_publish($1, $2, $3, $4)")
+        .bind::<SqlUuid, _>(tenant_id)
+        .bind::<SqlUuid, _>(id)
+        .bind::<Text, _>(topic)
+        .bind::<Jsonb, _>(payload)
         .execute(&mut conn)
         .await?;
     Ok(id)
@@ -164,11 +163,11 @@ impl Dispatcher {
             .db
             .system("events.dispatch", |conn| {
                 async move {
-                    diesel::sql_query("INSERT INTO event_cursors (subscriber) VALUES ($1) ON CONFLICT DO NOTHING")
+                    sql("INSERT INTO event_cursors (subscriber) VALUES ($1) ON CONFLICT DO NOTHING")
                         .bind::<Text, _>(sub.name)
                         .execute(conn)
                         .await?;
-                    let cursor: Option<Cursor> = diesel::sql_query(
+                    let cursor: Option<Cursor> = sql(
                         "SELECT last_txid, last_seq FROM event_cursors WHERE subscriber = $1 \
                          FOR UPDATE SKIP LOCKED",
                     )
@@ -181,13 +180,13 @@ impl Dispatcher {
                     // One horizon for the whole batch: every transaction below it has
                     // ended, so no event below it can still appear. (Taking it again later
                     // could let the cursor jump over an event that committed meanwhile.)
-                    let horizon: Horizon = diesel::sql_query(
+                    let horizon: Horizon = sql(
                         "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS txid",
                     )
                     .get_result(conn)
                     .await?;
                     let topics: Vec<&str> = sub.topics.to_vec();
-                    let events: Vec<Event> = diesel::sql_query(
+                    let events: Vec<Event> = sql(
                         "SELECT tenant_id, id, txid, seq, topic, payload, occurred_at FROM outbox_events \
                          WHERE (txid, seq) > ($1, $2) \
                            AND txid < $5 \
@@ -218,7 +217,7 @@ impl Dispatcher {
                     // Nothing pending for this subscriber: skip past other topics' events so
                     // the next poll does not scan them again.
                     if !blocked && !full_batch {
-                        let last_below: Option<Cursor> = diesel::sql_query(
+                        let last_below: Option<Cursor> = sql(
                             "SELECT txid AS last_txid, seq AS last_seq FROM outbox_events \
                              WHERE txid < $3 AND (txid, seq) > ($1, $2) \
                              ORDER BY txid DESC, seq DESC LIMIT 1",
@@ -233,7 +232,7 @@ impl Dispatcher {
                             cursor = last;
                         }
                     }
-                    diesel::sql_query(
+                    sql(
                         "UPDATE event_cursors SET last_txid = $2, last_seq = $3, updated_at = now() \
                          WHERE subscriber = $1",
                     )
@@ -264,7 +263,7 @@ async fn deliver_one(
     event: &Event,
     max_attempts: i32,
 ) -> Result<Delivery, DbError> {
-    let failure: Option<Failure> = diesel::sql_query(
+    let failure: Option<Failure> = sql(
         "SELECT attempts, parked, next_attempt_at FROM event_failures \
          WHERE subscriber = $1 AND tenant_id = $2 AND event_id = $3",
     )
@@ -291,7 +290,7 @@ async fn deliver_one(
     let error = match outcome {
         Ok(Ok(())) => {
             if failure.is_some() {
-                diesel::sql_query(
+                sql(
                     "DELETE FROM event_failures WHERE subscriber = $1 AND tenant_id = $2 AND event_id = $3",
                 )
                 .bind::<Text, _>(sub.name)
@@ -309,7 +308,7 @@ async fn deliver_one(
     let attempts = failure.map_or(1, |f| f.attempts + 1);
     let parked = attempts >= max_attempts;
     let backoff = chrono::Duration::seconds(2_i64.pow(attempts.clamp(0, 8) as u32));
-    diesel::sql_query(
+    sql(
         "INSERT INTO event_failures (subscriber, tenant_id, event_id, attempts, last_error, next_attempt_at, parked) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (subscriber, tenant_id, event_id) DO UPDATE SET attempts = $4, last_error = $5, \

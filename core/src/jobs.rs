@@ -17,6 +17,7 @@ use tokio_cron_scheduler::{Job, JobScheduler};
 
 use crate::Kernel;
 use crate::error::Error;
+use crate::sql::sql;
 
 /// The body of a job. Must be idempotent: a failed run is retried.
 pub type JobFn =
@@ -120,7 +121,7 @@ impl Scheduler {
             .db
             .unscoped(|conn| {
                 async move {
-                    diesel::sql_query(
+                    sql(
                         "INSERT INTO job_runs (job, tick, status, claimed_by) VALUES ($1, $2, 'running', $3) \
                          ON CONFLICT DO NOTHING",
                     )
@@ -150,7 +151,7 @@ impl Scheduler {
             .db
             .unscoped(|conn| {
                 async move {
-                    diesel::sql_query(
+                    sql(
                         "UPDATE job_runs SET status = 'running', attempts = attempts + 1, claimed_by = $1, \
                            started_at = now(), next_attempt_at = NULL \
                          WHERE (job, tick) IN ( \
@@ -209,7 +210,7 @@ impl Scheduler {
             .db
             .unscoped(|conn| {
                 async move {
-                    diesel::sql_query(
+                    sql(
                         "UPDATE job_runs SET status = $3, finished_at = now(), last_error = $4, \
                            next_attempt_at = $5 WHERE job = $1 AND tick = $2",
                     )

@@ -21,6 +21,7 @@ pub mod plugins;
 pub mod rbac;
 pub mod schema;
 pub mod server;
+pub mod sql;
 pub mod storage;
 pub mod tenancy;
 pub mod util;

@@ -10,6 +10,7 @@ use scoped_futures::ScopedFutureExt;
 use crate::config::AuthConfig;
 use crate::db::Db;
 use crate::error::Error;
+use crate::sql::sql;
 use crate::util::sha256;
 
 /// The throttle keys of one login attempt: hashes, so neither e-mails nor addresses are
@@ -47,7 +48,7 @@ pub(crate) async fn check(db: &Db, config: &AuthConfig, keys: &LoginKeys) -> Res
     let counts: Vec<Count> = db
         .unscoped(|conn| {
             async move {
-                diesel::sql_query(
+                sql(
                     "SELECT key, failures, \
                      ceil(extract(epoch FROM window_started_at + make_interval(secs => $2) - now()))::int8 \
                        AS retry_after \
@@ -88,7 +89,7 @@ pub(crate) async fn record_failure(
     let window = config.login_window_secs;
     db.unscoped(|conn| {
         async move {
-            diesel::sql_query(
+            sql(
                 "INSERT INTO login_throttle (key, window_started_at, failures) \
                  SELECT k, now(), 1 FROM unnest($1::bytea[]) AS k \
                  ON CONFLICT (key) DO UPDATE SET \
@@ -116,7 +117,7 @@ pub(crate) async fn clear_account(db: &Db, keys: &LoginKeys) -> Result<(), Error
     let account = keys.account.clone();
     db.unscoped(|conn| {
         async move {
-            diesel::sql_query("DELETE FROM login_throttle WHERE key = $1")
+            sql("DELETE FROM login_throttle WHERE key = $1")
                 .bind::<Bytea, _>(account)
                 .execute(conn)
                 .await
@@ -132,13 +133,11 @@ pub(crate) async fn clear_account(db: &Db, keys: &LoginKeys) -> Result<(), Error
 pub(crate) async fn prune(db: &Db, window_secs: i64) -> Result<usize, Error> {
     db.unscoped(|conn| {
         async move {
-            diesel::sql_query(
-                "DELETE FROM login_throttle WHERE window_started_at < $1::timestamptz",
-            )
-            .bind::<Timestamptz, _>(chrono::Utc::now() - chrono::Duration::seconds(window_secs))
-            .execute(conn)
-            .await
-            .map_err(Error::from)
+            sql("DELETE FROM login_throttle WHERE window_started_at < $1::timestamptz")
+                .bind::<Timestamptz, _>(chrono::Utc::now() - chrono::Duration::seconds(window_secs))
+                .execute(conn)
+                .await
+                .map_err(Error::from)
         }
         .scope_boxed()
     })

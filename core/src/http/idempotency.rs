@@ -17,6 +17,7 @@ use crate::Kernel;
 use crate::db::{Db, TenantScope};
 use crate::error::Error;
 use crate::schema::idempotency_keys as ik;
+use crate::sql::sql;
 use crate::util::sha256;
 
 pub const HEADER: &str = "idempotency-key";
@@ -220,12 +221,10 @@ async fn finish(
 pub async fn prune(db: &Db) -> Result<usize, Error> {
     db.system("idempotency.prune", |conn| {
         async move {
-            diesel::sql_query(
-                "DELETE FROM idempotency_keys WHERE created_at < now() - interval '24 hours'",
-            )
-            .execute(conn)
-            .await
-            .map_err(Error::from)
+            sql("DELETE FROM idempotency_keys WHERE created_at < now() - interval '24 hours'")
+                .execute(conn)
+                .await
+                .map_err(Error::from)
         }
         .scope_boxed()
     })

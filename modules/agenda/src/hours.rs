@@ -11,6 +11,7 @@ use harmony_core::db::Conn;
 use harmony_core::error::Error;
 use harmony_core::http::ApiResult;
 use harmony_core::rbac::{Permission, Role};
+use harmony_core::sql::sql;
 use harmony_core::tenancy::active_professionals;
 use harmony_core::validate::Fields;
 use poem::web::Data;
@@ -355,7 +356,7 @@ impl HoursApi {
             .db
             .tenant(actor.scope(), |conn| {
                 async move {
-                    diesel::sql_query(
+                    sql(
                         "SELECT id, professional_id, resource_id, lower(during) AS starts_at, upper(during) AS ends_at, reason \
                          FROM time_off WHERE during && tstzrange($1, $2) \
                            AND ($3::uuid IS NULL OR professional_id = $3 OR (professional_id IS NULL AND resource_id IS NULL)) \
@@ -425,7 +426,7 @@ impl HoursApi {
                             return Err(Error::NotFound { what: "resource" });
                         }
                     }
-                    diesel::sql_query(
+                    sql(
                         "INSERT INTO time_off (tenant_id, id, professional_id, resource_id, during, reason, created_by) \
                          VALUES ($1, $2, $3, $4, tstzrange($5, $6), $7, $8) \
                          RETURNING id, professional_id, resource_id, lower(during) AS starts_at, upper(during) AS ends_at, reason",
@@ -465,7 +466,7 @@ impl HoursApi {
             .db
             .tenant(actor.scope(), |conn| {
                 async move {
-                    diesel::sql_query("DELETE FROM time_off WHERE id = $1")
+                    sql("DELETE FROM time_off WHERE id = $1")
                         .bind::<SqlUuid, _>(id.0)
                         .execute(conn)
                         .await
