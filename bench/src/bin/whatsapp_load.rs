@@ -22,6 +22,8 @@ struct Shared {
     replies: Vec<f64>,
     answered: std::collections::HashSet<String>,
     next_wamid: u64,
+    /// Tells this run's wamids from an earlier run's against the same database.
+    run: u64,
 }
 
 type State = Arc<Mutex<Shared>>;
@@ -36,7 +38,7 @@ fn graph_send(Json(body): Json<Value>, state: Data<&State>) -> Json<Value> {
         shared.replies.push(at.elapsed().as_secs_f64() * 1000.0);
     }
     shared.next_wamid += 1;
-    let wamid = format!("wamid.bench-{}", shared.next_wamid);
+    let wamid = format!("wamid.bench-{}-{}", shared.run, shared.next_wamid);
     Json(json!({
         "messaging_product": "whatsapp",
         "contacts": [{"input": to, "wa_id": to.trim_start_matches('+')}],
@@ -65,7 +67,14 @@ async fn main() -> anyhow::Result<()> {
     let rate: u64 = args[5].parse()?;
     let seconds: u64 = args[6].parse()?;
 
-    let state: State = Arc::new(Mutex::new(Shared::default()));
+    // A distinct contact per message, on a Rio de Janeiro prefix no bench patient has.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() % 1000);
+    let state: State = Arc::new(Mutex::new(Shared {
+        run,
+        ..Shared::default()
+    }));
     let listener = std::net::TcpListener::bind(format!("127.0.0.1:{port}"))?;
     listener.set_nonblocking(true)?;
     let app = Route::new()
@@ -82,10 +91,6 @@ async fn main() -> anyhow::Result<()> {
     let url = format!("{base}/webhooks/whatsapp");
     let acks = Arc::new(Mutex::new(Vec::<f64>::new()));
     let failures = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    // A distinct contact per message, on a Rio de Janeiro prefix no bench patient has.
-    let run = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() % 1000);
     let total = rate * seconds;
     let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate.max(1)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);

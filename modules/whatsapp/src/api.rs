@@ -10,6 +10,7 @@ use harmony_core::auth::BearerAuth;
 use harmony_core::db::Conn;
 use harmony_core::error::Error;
 use harmony_core::http::ApiResult;
+use harmony_core::sql::sql;
 use harmony_core::validate::{self, Fields};
 use poem::web::Data;
 use poem_openapi::payload::Json;
@@ -261,10 +262,8 @@ async fn claim_number(kernel: &Kernel, tenant: Uuid, number: Option<&str>) -> Re
         .db
         .system("whatsapp.claim_number", |conn| {
             async move {
-                diesel::sql_query(
-                    "DELETE FROM whatsapp_routes WHERE tenant_id = $1 \
-                     AND phone_number_id IS DISTINCT FROM $2",
-                )
+                sql("DELETE FROM whatsapp_routes WHERE tenant_id = $1 \
+                     AND phone_number_id IS DISTINCT FROM $2")
                 .bind::<SqlUuid, _>(tenant)
                 .bind::<diesel::sql_types::Nullable<Text>, _>(number.as_deref())
                 .execute(conn)
@@ -272,7 +271,7 @@ async fn claim_number(kernel: &Kernel, tenant: Uuid, number: Option<&str>) -> Re
                 let Some(number) = number else {
                     return Ok(());
                 };
-                let claimed = diesel::sql_query(
+                let claimed = sql(
                     "INSERT INTO whatsapp_routes (phone_number_id, tenant_id) VALUES ($1, $2) \
                      ON CONFLICT (phone_number_id) DO UPDATE SET updated_at = now() \
                      WHERE whatsapp_routes.tenant_id = EXCLUDED.tenant_id",

@@ -7,15 +7,19 @@
 //! state saved and the message marked processed. A message is processed at least once: it
 //! stays `received` until its answer is committed.
 
+use chrono::DateTime;
 use chrono::Utc;
 use diesel::prelude::*;
-use diesel::sql_types::{Text, Uuid as SqlUuid};
+use diesel::sql_types::{Bytea, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
+use futures::TryFutureExt;
 use harmony_core::Kernel;
 use harmony_core::auth::Actor;
+use harmony_core::crypto::SubjectCipher;
 use harmony_core::db::Conn;
 use harmony_core::error::Error;
 use harmony_core::events::Event;
+use harmony_core::sql::sql;
 use harmony_patients::service::{self as patients, ConsentDecision, PatientRef};
 use scoped_futures::ScopedFutureExt;
 use serde_json::{Value, json};
@@ -89,10 +93,11 @@ pub async fn process(kernel: &Kernel, tenant: Uuid, conversation: Uuid) -> Resul
                 })
                 .await?
         };
-        let Some(work) = next else {
+        let Some((work, cipher)) = next else {
             return Ok(());
         };
-        let message = work.message;
+        let (message, leased) = (work.message, work.conversation.clone());
+        let account = work.settings.account();
         let answered = async {
             let (answer, state, registration, transcript) =
                 answer(kernel, &whatsapp, &actor, work).await?;
@@ -103,25 +108,33 @@ pub async fn process(kernel: &Kernel, tenant: Uuid, conversation: Uuid) -> Resul
                 registration,
                 transcript,
             };
-            let actor = &actor;
+            let (actor, leased, cipher) = (&actor, &leased, cipher.as_ref());
             kernel
                 .db
                 .tenant(actor.scope(), |conn| {
-                    async move { commit(conn, kernel, actor, conversation, done).await }
+                    async move { commit(conn, kernel, actor, leased, cipher, done).await }
                         .scope_boxed()
                 })
                 .await
         };
-        let queued = match answered.await {
-            Ok(queued) => queued,
+        let committed = match answered.await {
+            Ok(committed) => committed,
             Err(err) => {
                 // The message stays to answer; the next attempt need not wait for the lease.
                 release(kernel, &actor, conversation, &owner).await;
                 return Err(err);
             }
         };
-        for id in queued {
-            sender::deliver_soon(kernel, tenant, id);
+        // The replies go out in order, before the next message is read.
+        let local = whatsapp.transport.local();
+        for (id, reply) in committed.replies {
+            let ready = sender::ready(account.clone(), local, &committed.conversation, reply, 1);
+            if let Err(err) = sender::send_now(kernel, tenant, id, ready).await {
+                tracing::warn!(error = %err, "a WhatsApp reply will be retried by the sweep");
+            }
+        }
+        if !committed.more {
+            return Ok(());
         }
     }
 }
@@ -132,7 +145,7 @@ async fn release(kernel: &Kernel, actor: &Actor, conversation: Uuid, owner: &str
         .db
         .tenant(actor.scope(), |conn| {
             async move {
-                diesel::sql_query(
+                sql(
                     "UPDATE whatsapp_conversations SET lease_until = NULL, lease_owner = NULL \
                      WHERE id = $1 AND lease_owner = $2",
                 )
@@ -164,25 +177,68 @@ struct Work {
     today: chrono::NaiveDate,
 }
 
+/// Takes the conversation's lease and reads its next message to answer, with the
+/// conversation and its key, in one statement; then who the contact is.
 async fn next_message(
-    mut conn: &mut Conn,
+    conn: &mut Conn,
     kernel: &Kernel,
     whatsapp: &Whatsapp,
     actor: &Actor,
     id: Uuid,
     owner: &str,
-) -> Result<Option<Work>, Error> {
-    let leased = diesel::sql_query(
-        "UPDATE whatsapp_conversations SET lease_until = now() + make_interval(secs => $3), \
-           lease_owner = $2 \
-         WHERE id = $1 AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $2)",
-    )
+) -> Result<Option<(Work, Option<SubjectCipher>)>, Error> {
+    #[derive(QueryableByName)]
+    struct Next {
+        #[diesel(sql_type = Nullable<Text>)]
+        wa_id: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        user_id: Option<String>,
+        #[diesel(sql_type = Nullable<SqlUuid>)]
+        patient_id: Option<Uuid>,
+        #[diesel(sql_type = SqlUuid)]
+        key_subject: Uuid,
+        #[diesel(sql_type = Nullable<Timestamptz>)]
+        last_inbound_at: Option<DateTime<Utc>>,
+        #[diesel(sql_type = Text)]
+        mode: String,
+        #[diesel(sql_type = Nullable<Timestamptz>)]
+        opted_out_at: Option<DateTime<Utc>>,
+        #[diesel(sql_type = Jsonb)]
+        state: Value,
+        #[diesel(sql_type = Nullable<Bytea>)]
+        wrapped_key: Option<Vec<u8>>,
+        #[diesel(sql_type = Nullable<SqlUuid>)]
+        message_id: Option<Uuid>,
+        #[diesel(sql_type = Nullable<Text>)]
+        kind: Option<String>,
+        #[diesel(sql_type = Nullable<Bytea>)]
+        body: Option<Vec<u8>>,
+        #[diesel(sql_type = Nullable<Jsonb>)]
+        detail: Option<Value>,
+    }
+    let next: Option<Next> = sql("WITH leased AS ( \
+           UPDATE whatsapp_conversations SET \
+             lease_until = now() + make_interval(secs => $3), lease_owner = $2 \
+           WHERE id = $1 AND (lease_until IS NULL OR lease_until < now() OR lease_owner = $2) \
+           RETURNING tenant_id, id, wa_id, user_id, patient_id, key_subject, last_inbound_at, \
+             mode, opted_out_at, state \
+         ) \
+         SELECT l.wa_id, l.user_id, l.patient_id, l.key_subject, l.last_inbound_at, l.mode, \
+           l.opted_out_at, l.state, d.wrapped_key, m.id AS message_id, m.kind, m.body, m.detail \
+         FROM leased l \
+         LEFT JOIN data_keys d ON d.tenant_id = l.tenant_id AND d.subject_id = l.key_subject \
+         LEFT JOIN LATERAL ( \
+           SELECT id, kind, body, detail FROM whatsapp_messages \
+           WHERE tenant_id = l.tenant_id AND conversation_id = l.id AND direction = 'in' \
+             AND status = 'received' \
+           ORDER BY sent_at, id LIMIT 1) m ON true")
     .bind::<SqlUuid, _>(id)
     .bind::<Text, _>(owner)
     .bind::<diesel::sql_types::Integer, _>(LEASE_SECS)
-    .execute(&mut conn)
-    .await?;
-    if leased == 0 {
+    .get_result(conn)
+    .await
+    .optional()?;
+    let Some(next) = next else {
         let exists = store::conversation(conn, id).await?.is_some();
         return if exists {
             Err(Error::conflict(
@@ -192,34 +248,48 @@ async fn next_message(
         } else {
             Ok(None)
         };
-    }
-    let row: Option<(Uuid, String, Option<Vec<u8>>, Value)> = wm::table
-        .filter(wm::conversation_id.eq(id))
-        .filter(wm::direction.eq("in"))
-        .filter(wm::status.eq("received"))
-        .order((wm::sent_at, wm::id))
-        .select((wm::id, wm::kind, wm::body, wm::detail))
-        .first(conn)
-        .await
-        .optional()?;
-    let Some((message, kind, body, detail)) = row else {
+    };
+    let (Some(message), Some(kind)) = (next.message_id, next.kind) else {
+        // Answered already (the fast path and the outbox both came).
         diesel::update(wc::table.filter(wc::id.eq(id)))
             .set((
-                wc::lease_until.eq(None::<chrono::DateTime<Utc>>),
+                wc::lease_until.eq(None::<DateTime<Utc>>),
                 wc::lease_owner.eq(None::<String>),
             ))
             .execute(conn)
             .await?;
         return Ok(None);
     };
-    let Some(conversation) = store::conversation(conn, id).await? else {
-        return Ok(None);
+    let tenant = actor.tenant_id;
+    let cipher = match next.wrapped_key {
+        Some(wrapped) => {
+            kernel
+                .crypto
+                .open_wrapped(conn, tenant, next.key_subject, Some(wrapped))
+                .await?
+        }
+        // No key yet, or destroyed (then `None`: nothing can be read or sealed).
+        None => {
+            kernel
+                .crypto
+                .subject(conn, tenant, next.key_subject)
+                .await?
+        }
     };
-    let cipher = kernel
-        .crypto
-        .subject(conn, actor.tenant_id, conversation.key_subject)
-        .await?;
-    let text = body
+    let conversation = Conversation {
+        id,
+        wa_id: next.wa_id,
+        user_id: next.user_id,
+        patient_id: next.patient_id,
+        key_subject: next.key_subject,
+        last_inbound_at: next.last_inbound_at,
+        mode: next.mode,
+        opted_out: next.opted_out_at.is_some(),
+        state: next.state,
+    };
+    let detail = next.detail.unwrap_or_default();
+    let text = next
+        .body
         .zip(cipher.as_ref())
         .and_then(|(sealed, c)| c.decrypt_text(store::BODY_FIELD, &sealed).ok());
     let audio = (kind == "audio")
@@ -244,11 +314,11 @@ async fn next_message(
             None => None,
         },
     };
-    let clinic = whatsapp.clinic(conn, kernel, actor.tenant_id).await?;
+    let clinic = whatsapp.clinic(conn, kernel, tenant).await?;
     let (settings, clinic_name) = (clinic.settings.clone(), clinic.name.clone());
-    let zone = kernel.zones.zone(conn, actor.tenant_id).await?;
+    let zone = kernel.zones.zone(conn, tenant).await?;
     let today = Utc::now().with_timezone(&zone).date_naive();
-    Ok(Some(Work {
+    let work = Work {
         conversation,
         message,
         turn,
@@ -258,7 +328,8 @@ async fn next_message(
         clinic_name,
         zone,
         today,
-    }))
+    };
+    Ok(Some((work, cipher)))
 }
 
 /// What answering one message came to, to commit.
@@ -417,13 +488,25 @@ async fn transcribe(
     }
 }
 
+/// What committing an answer came to: the replies to send now (claimed), the
+/// conversation as the answer left it, and whether another message waits.
+struct Committed {
+    replies: Vec<(Uuid, crate::graph::Outgoing)>,
+    conversation: Conversation,
+    more: bool,
+}
+
+/// Commits an answer: the contact registered or linked, the effects applied, the message
+/// marked processed, the dialogue state saved, the replies queued (claimed for sending by
+/// this worker) and, when no other message waits, the lease let go.
 async fn commit(
     conn: &mut Conn,
     kernel: &Kernel,
     actor: &Actor,
-    id: Uuid,
+    leased: &Conversation,
+    cipher: Option<&SubjectCipher>,
     done: Done,
-) -> Result<Vec<Uuid>, Error> {
+) -> Result<Committed, Error> {
     let Done {
         message,
         mut answer,
@@ -432,15 +515,9 @@ async fn commit(
         transcript,
     } = done;
     let tenant = actor.tenant_id;
-    let Some(mut conversation) = store::conversation(conn, id).await? else {
-        return Ok(Vec::new());
-    };
-    if let Some(text) = transcript
-        && let Some(cipher) = kernel
-            .crypto
-            .subject(conn, tenant, conversation.key_subject)
-            .await?
-    {
+    let id = leased.id;
+    let mut conversation = leased.clone();
+    if let (Some(text), Some(cipher)) = (transcript, cipher) {
         // The transcript is kept, sealed; the audio never was, and its id goes too.
         diesel::update(wm::table.filter(wm::id.eq(message)))
             .set((
@@ -541,42 +618,75 @@ async fn commit(
             }
         }
     }
-    if !erased {
-        diesel::update(wm::table.filter(wm::id.eq(message)))
-            .set((wm::status.eq("processed"), wm::status_at.eq(Utc::now())))
-            .execute(conn)
+    // After an erasure, what comes next is sealed under the conversation's new key.
+    let renewed;
+    let cipher = if erased {
+        renewed = kernel
+            .crypto
+            .subject(conn, tenant, conversation.key_subject)
             .await?;
-    }
-    diesel::update(wc::table.filter(wc::id.eq(id)))
-        .set((wc::state.eq(state), wc::updated_at.eq(Utc::now())))
-        .execute(conn)
-        .await?;
-    let Some(cipher) = kernel
-        .crypto
-        .subject(conn, tenant, conversation.key_subject)
-        .await?
-    else {
-        return Ok(Vec::new());
+        renewed.as_ref()
+    } else {
+        cipher
     };
-    let mut queued = Vec::new();
-    for reply in &answer.replies {
-        queued.push(
-            store::queue_outbound(
-                conn,
-                tenant,
-                &conversation,
-                &cipher,
-                reply,
-                Origin {
-                    author: "assistant",
-                    author_user_id: Some(actor.user_id),
-                    purpose: "reply",
-                },
-            )
-            .await?,
-        );
+    #[derive(QueryableByName)]
+    struct Finished {
+        #[diesel(sql_type = SqlUuid)]
+        key_subject: Uuid,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        more: bool,
     }
-    Ok(queued)
+    let replying = cipher.is_some() && !answer.replies.is_empty();
+    let finish = sql("WITH done AS ( \
+           UPDATE whatsapp_messages SET status = 'processed', status_at = now() \
+           WHERE id = $2 AND status = 'received' RETURNING id \
+         ), waiting AS ( \
+           SELECT EXISTS (SELECT 1 FROM whatsapp_messages WHERE conversation_id = $1 \
+             AND direction = 'in' AND status = 'received' AND id <> $2) AS more \
+         ) \
+         UPDATE whatsapp_conversations c SET state = $3, updated_at = now(), \
+           last_message_at = CASE WHEN $4 THEN now() ELSE c.last_message_at END, \
+           lease_until = CASE WHEN w.more THEN c.lease_until END, \
+           lease_owner = CASE WHEN w.more THEN c.lease_owner END \
+         FROM waiting w WHERE c.id = $1 RETURNING c.key_subject, w.more")
+    .bind::<SqlUuid, _>(id)
+    .bind::<SqlUuid, _>(message)
+    .bind::<Jsonb, _>(state)
+    .bind::<diesel::sql_types::Bool, _>(replying);
+    let origin = Origin {
+        author: "assistant",
+        author_user_id: Some(actor.user_id),
+        purpose: "reply",
+    };
+    let shared: &Conn = conn;
+    let queued = cipher.map_or_else(Vec::new, |cipher| {
+        answer
+            .replies
+            .iter()
+            .map(|reply| {
+                let lease = Some(i64::from(sender::LEASE_SECS));
+                store::insert_outbound(shared, tenant, id, cipher, reply, origin, lease)
+            })
+            .collect()
+    });
+    let mut finishing = shared;
+    let (finished, ids) = futures::try_join!(
+        finish
+            .get_result::<Finished>(&mut finishing)
+            .map_err(Error::from),
+        futures::future::try_join_all(queued),
+    )?;
+    if finished.key_subject != conversation.key_subject {
+        return Err(Error::conflict(
+            "conversation_erased",
+            "the conversation was erased while its message was being answered",
+        ));
+    }
+    Ok(Committed {
+        replies: ids.into_iter().zip(answer.replies).collect(),
+        conversation,
+        more: finished.more,
+    })
 }
 
 async fn link(conn: &mut Conn, conversation: Uuid, patient: Uuid) -> Result<(), Error> {
@@ -595,11 +705,9 @@ pub(crate) async fn erase(
     tenant: Uuid,
     conversation: &mut Conversation,
 ) -> Result<(), Error> {
-    diesel::sql_query(
-        "DELETE FROM whatsapp_statuses WHERE wamid IN \
+    sql("DELETE FROM whatsapp_statuses WHERE wamid IN \
            (SELECT wamid FROM whatsapp_messages WHERE conversation_id = $1 AND wamid IS NOT NULL \
-              AND direction = 'out')",
-    )
+              AND direction = 'out')")
     .bind::<SqlUuid, _>(conversation.id)
     .execute(&mut conn)
     .await?;

@@ -13,6 +13,7 @@ use diesel_async::RunQueryDsl;
 use harmony_core::Kernel;
 use harmony_core::db::TenantScope;
 use harmony_core::error::Error;
+use harmony_core::sql::sql;
 use scoped_futures::ScopedFutureExt;
 use serde_json::json;
 use tokio::io::AsyncBufReadExt as _;
@@ -84,7 +85,7 @@ pub async fn find_clinic(kernel: &Kernel, wanted: &str) -> Result<Option<(Uuid, 
         .db
         .system("whatsapp.chat", |conn| {
             async move {
-                diesel::sql_query("SELECT id, name FROM tenants ORDER BY created_at")
+                sql("SELECT id, name FROM tenants ORDER BY created_at")
                     .load(conn)
                     .await
                     .map_err(Error::from)
@@ -190,7 +191,7 @@ async fn wait_for_replies(kernel: &Kernel, tenant: Uuid, conversation: Uuid) -> 
             .db
             .tenant(scope, |conn| {
                 async move {
-                    diesel::sql_query(
+                    sql(
                         "SELECT count(*) AS n FROM whatsapp_messages WHERE conversation_id = $1 \
                          AND status IN ('pending', 'sending')",
                     )

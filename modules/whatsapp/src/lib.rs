@@ -153,7 +153,7 @@ pub struct Clinic {
 
 /// Pieces of work (sends, conversations) run at once on the fast path; beyond it the
 /// sweep and the outbox take over.
-const FAST_PATH: usize = 4;
+const FAST_PATH: usize = 2;
 
 /// The module's running parts, in `kernel.extensions`.
 pub struct Whatsapp {

@@ -17,6 +17,7 @@ use harmony_core::Kernel;
 use harmony_core::db::{Conn, TenantScope};
 use harmony_core::error::Error;
 use harmony_core::events::Event;
+use harmony_core::sql::sql;
 use harmony_patients::service as patients;
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
@@ -56,10 +57,8 @@ pub async fn send_reminders(kernel: &Kernel) -> anyhow::Result<()> {
         .db
         .system("whatsapp.reminders", |conn| {
             async move {
-                diesel::sql_query(
-                    "SELECT tenant_id FROM whatsapp_settings \
-                     WHERE enabled AND phone_number_id IS NOT NULL AND access_token IS NOT NULL",
-                )
+                sql("SELECT tenant_id FROM whatsapp_settings \
+                     WHERE enabled AND phone_number_id IS NOT NULL AND access_token IS NOT NULL")
                 .load(conn)
                 .await
                 .map_err(Error::from)
@@ -219,7 +218,7 @@ async fn claim(
     kind: Kind,
     start: DateTime<Utc>,
 ) -> Result<bool, Error> {
-    let inserted = diesel::sql_query(
+    let inserted = sql(
         "INSERT INTO whatsapp_notices (tenant_id, appointment_id, kind, starts_at) \
          VALUES (app_current_tenant(), $1, $2, $3) ON CONFLICT DO NOTHING",
     )
@@ -235,6 +234,7 @@ async fn claim(
 /// their phone when they never wrote), when they consent and did not stop messages.
 async fn reachable(
     conn: &mut Conn,
+    kernel: &Kernel,
     tenant: Uuid,
     patient: Uuid,
 ) -> Result<Option<store::Conversation>, Error> {
@@ -250,6 +250,7 @@ async fn reachable(
             let wa_id = phone.trim_start_matches('+').to_owned();
             let (id, _) = store::conversation_for(
                 conn,
+                kernel,
                 tenant,
                 &ContactKey {
                     wa_id: Some(&wa_id),
@@ -257,10 +258,8 @@ async fn reachable(
                 },
             )
             .await?;
-            diesel::sql_query(
-                "UPDATE whatsapp_conversations SET patient_id = $2 \
-                 WHERE id = $1 AND patient_id IS NULL",
-            )
+            sql("UPDATE whatsapp_conversations SET patient_id = $2 \
+                 WHERE id = $1 AND patient_id IS NULL")
             .bind::<SqlUuid, _>(id)
             .bind::<SqlUuid, _>(patient)
             .execute(&mut *conn)
@@ -289,7 +288,7 @@ async fn notify(
     if !claim(conn, appointment.id, kind, start).await? {
         return Ok(None);
     }
-    let Some(conversation) = reachable(conn, tenant, appointment.patient_id).await? else {
+    let Some(conversation) = reachable(conn, kernel, tenant, appointment.patient_id).await? else {
         return Ok(None);
     };
     let Some(patient) = patients::find_by_id(conn, appointment.patient_id).await? else {
@@ -362,10 +361,8 @@ async fn notify(
     let Some(id) = queue(conn, kernel, tenant, &conversation, &message, purpose).await? else {
         return Ok(None);
     };
-    diesel::sql_query(
-        "UPDATE whatsapp_notices SET message_id = $1 \
-         WHERE appointment_id = $2 AND kind = $3 AND starts_at = $4",
-    )
+    sql("UPDATE whatsapp_notices SET message_id = $1 \
+         WHERE appointment_id = $2 AND kind = $3 AND starts_at = $4")
     .bind::<SqlUuid, _>(id)
     .bind::<SqlUuid, _>(appointment.id)
     .bind::<Text, _>(kind.key())
@@ -419,7 +416,7 @@ async fn waitlist_offer(
     if !settings.enabled || settings.account().is_none() {
         return Ok(None);
     }
-    let inserted = diesel::sql_query(
+    let inserted = sql(
         "INSERT INTO whatsapp_notices (tenant_id, appointment_id, kind, starts_at) \
          VALUES (app_current_tenant(), $1, 'waitlist', $2) ON CONFLICT DO NOTHING",
     )
@@ -430,7 +427,7 @@ async fn waitlist_offer(
     if inserted == 0 {
         return Ok(None);
     }
-    let Some(conversation) = reachable(conn, tenant, patient).await? else {
+    let Some(conversation) = reachable(conn, kernel, tenant, patient).await? else {
         return Ok(None);
     };
     let Some(person) = patients::find_by_id(conn, patient).await? else {

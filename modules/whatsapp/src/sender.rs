@@ -15,6 +15,7 @@ use diesel_async::RunQueryDsl;
 use harmony_core::Kernel;
 use harmony_core::db::{Conn, TenantScope};
 use harmony_core::error::Error;
+use harmony_core::sql::sql;
 use scoped_futures::ScopedFutureExt;
 use uuid::Uuid;
 
@@ -23,7 +24,7 @@ use crate::graph::{Outgoing, SendError, WINDOW_CLOSED};
 use crate::store;
 
 /// How long a claimed message may stay `sending` before another worker may take it.
-const LEASE_SECS: i32 = 60;
+pub(crate) const LEASE_SECS: i32 = 60;
 /// Messages the sweep takes per run.
 const SWEEP_BATCH: i64 = 200;
 
@@ -48,15 +49,16 @@ struct Claimed {
 }
 
 /// What a claimed message needs to go out.
-struct Ready {
-    account: crate::graph::Account,
-    to: crate::graph::Recipient,
-    message: Outgoing,
-    attempts: i32,
+pub(crate) struct Ready {
+    pub account: crate::graph::Account,
+    pub to: crate::graph::Recipient,
+    pub message: Outgoing,
+    /// Attempts so far, this one included.
+    pub attempts: i32,
 }
 
 /// Why a claimed message cannot go out, ever.
-struct Undeliverable {
+pub(crate) struct Undeliverable {
     code: Option<i32>,
     detail: String,
 }
@@ -75,18 +77,89 @@ pub async fn deliver(kernel: &Kernel, tenant: Uuid, message: Uuid) -> Result<(),
             async move { claim(conn, kernel, whatsapp, tenant, message).await }.scope_boxed()
         })
         .await?;
-    let ready = match claimed {
-        None => return Ok(()),
-        Some(Err(refusal)) => {
-            return kernel
+    match claimed {
+        None => Ok(()),
+        Some(ready) => send_now(kernel, tenant, message, ready).await,
+    }
+}
+
+/// Sends a claimed message, or gives it up when it cannot go out.
+pub(crate) async fn send_now(
+    kernel: &Kernel,
+    tenant: Uuid,
+    message: Uuid,
+    ready: Result<Ready, Undeliverable>,
+) -> Result<(), Error> {
+    match ready {
+        Ok(ready) => send_claimed(kernel, tenant, message, ready).await,
+        Err(refusal) => {
+            let scope = TenantScope {
+                tenant_id: tenant,
+                user_id: None,
+            };
+            kernel
                 .db
                 .tenant(scope, |conn| {
                     async move { fail(conn, message, refusal.code, &refusal.detail).await }
                         .scope_boxed()
                 })
-                .await;
+                .await
         }
-        Some(Ok(ready)) => ready,
+    }
+}
+
+/// How a claimed message goes out: through the clinic's account (the terminal's, for a
+/// local chat) to the contact, as long as the 24-hour window allows it.
+pub(crate) fn ready(
+    account: Option<crate::graph::Account>,
+    local: bool,
+    conversation: &store::Conversation,
+    message: Outgoing,
+    attempts: i32,
+) -> Result<Ready, Undeliverable> {
+    let undeliverable = |detail: &str| Undeliverable {
+        code: None,
+        detail: detail.to_owned(),
+    };
+    let Some(account) = account.or_else(|| local.then(crate::graph::Account::local)) else {
+        return Err(undeliverable(
+            "the clinic's WhatsApp number or access token is not configured",
+        ));
+    };
+    let Some(to) = conversation.recipient() else {
+        return Err(undeliverable("the contact has no WhatsApp id"));
+    };
+    // Outside the 24-hour window only a template may go; sending anything else would
+    // come back as a 131047 anyway.
+    let is_template = matches!(message, Outgoing::Template { .. });
+    if !is_template && !conversation.window_open(Utc::now()) {
+        return Err(Undeliverable {
+            code: Some(WINDOW_CLOSED as i32),
+            detail: "more than 24 hours since the contact last wrote: only a template can be sent"
+                .into(),
+        });
+    }
+    Ok(Ready {
+        account,
+        to,
+        message,
+        attempts,
+    })
+}
+
+/// Sends a message this worker holds (`sending`, under its lease) and records Meta's
+/// answer. The assistant queues its replies claimed and sends them itself, sparing the
+/// claim's transaction; a crash in between leaves them to the sweep once the lease ends.
+pub(crate) async fn send_claimed(
+    kernel: &Kernel,
+    tenant: Uuid,
+    message: Uuid,
+    ready: Ready,
+) -> Result<(), Error> {
+    let whatsapp = Whatsapp::of(kernel)?;
+    let scope = TenantScope {
+        tenant_id: tenant,
+        user_id: None,
     };
     let sent = whatsapp
         .transport
@@ -126,7 +199,7 @@ async fn claim(
     tenant: Uuid,
     message: Uuid,
 ) -> Result<Option<Result<Ready, Undeliverable>>, Error> {
-    let claimed: Option<Claimed> = diesel::sql_query(
+    let claimed: Option<Claimed> = sql(
         "UPDATE whatsapp_messages SET status = 'sending', attempts = attempts + 1, \
            lease_until = now() + make_interval(secs => $2) \
          WHERE id = $1 AND direction = 'out' AND next_attempt_at <= now() \
@@ -148,23 +221,6 @@ async fn claim(
         })));
     };
     let clinic = whatsapp.clinic(conn, kernel, tenant).await?;
-    let local = whatsapp.transport.local();
-    let undeliverable = |detail: &str| {
-        Ok(Some(Err(Undeliverable {
-            code: None,
-            detail: detail.to_owned(),
-        })))
-    };
-    let Some(account) = clinic
-        .settings
-        .account()
-        .or_else(|| local.then(crate::graph::Account::local))
-    else {
-        return undeliverable("the clinic's WhatsApp number or access token is not configured");
-    };
-    let Some(to) = conversation.recipient() else {
-        return undeliverable("the contact has no WhatsApp id");
-    };
     let cipher = kernel
         .crypto
         .subject(conn, tenant, conversation.key_subject)
@@ -174,30 +230,24 @@ async fn claim(
         .and_then(|(cipher, sealed)| cipher.decrypt(store::BODY_FIELD, &sealed).ok())
         .and_then(|plain| serde_json::from_slice::<Outgoing>(&plain).ok());
     let Some(outgoing) = outgoing else {
-        return undeliverable("the message was erased before it could be sent");
-    };
-    // Outside the 24-hour window only a template may go; sending anything else would
-    // come back as a 131047 anyway.
-    let is_template = matches!(outgoing, Outgoing::Template { .. });
-    if !is_template && !conversation.window_open(Utc::now()) {
         return Ok(Some(Err(Undeliverable {
-            code: Some(WINDOW_CLOSED as i32),
-            detail: "more than 24 hours since the contact last wrote: only a template can be sent"
-                .into(),
+            code: None,
+            detail: "the message was erased before it could be sent".into(),
         })));
-    }
-    Ok(Some(Ok(Ready {
-        account,
-        to,
-        message: outgoing,
-        attempts: claimed.attempts,
-    })))
+    };
+    Ok(Some(ready(
+        clinic.settings.account(),
+        whatsapp.transport.local(),
+        &conversation,
+        outgoing,
+        claimed.attempts,
+    )))
 }
 
 /// Records Meta's id of a sent message. A status webhook for it may have come first (Meta
 /// can be quicker than this commit): the furthest status already received wins.
 async fn record_sent(mut conn: &mut Conn, message: Uuid, wamid: &str) -> Result<(), Error> {
-    diesel::sql_query(
+    sql(
         "UPDATE whatsapp_messages m SET wamid = $2, lease_until = NULL, next_attempt_at = NULL, \
            status_at = now(), error_code = NULL, error_detail = NULL, \
            status = COALESCE((SELECT s.status FROM whatsapp_statuses s WHERE s.wamid = $2 \
@@ -218,7 +268,7 @@ async fn retry_later(
     wait: chrono::Duration,
 ) -> Result<(), Error> {
     let at: DateTime<Utc> = Utc::now() + wait;
-    diesel::sql_query(
+    sql(
         "UPDATE whatsapp_messages SET status = 'pending', lease_until = NULL, \
            next_attempt_at = $2, error_code = $3, error_detail = $4, status_at = now() \
          WHERE id = $1",
@@ -233,20 +283,18 @@ async fn retry_later(
 }
 
 /// Gives a message up as failed and asks staff to look at its conversation.
-async fn fail(
+pub(crate) async fn fail(
     mut conn: &mut Conn,
     message: Uuid,
     code: Option<i32>,
     detail: &str,
 ) -> Result<(), Error> {
-    diesel::sql_query(
-        "WITH failed AS ( \
+    sql("WITH failed AS ( \
            UPDATE whatsapp_messages SET status = 'failed', lease_until = NULL, \
              next_attempt_at = NULL, error_code = $2, error_detail = $3, status_at = now() \
            WHERE id = $1 RETURNING conversation_id) \
          UPDATE whatsapp_conversations SET needs_attention = true, updated_at = now() \
-         WHERE id IN (SELECT conversation_id FROM failed)",
-    )
+         WHERE id IN (SELECT conversation_id FROM failed)")
     .bind::<SqlUuid, _>(message)
     .bind::<Nullable<Integer>, _>(code)
     .bind::<Text, _>(clip(detail))
@@ -273,12 +321,10 @@ pub async fn sweep(kernel: &Kernel) -> anyhow::Result<()> {
         .db
         .system("whatsapp.sweep", |conn| {
             async move {
-                diesel::sql_query(
-                    "SELECT tenant_id, id FROM whatsapp_messages \
+                sql("SELECT tenant_id, id FROM whatsapp_messages \
                      WHERE status IN ('pending', 'sending') AND next_attempt_at <= now() \
                        AND (lease_until IS NULL OR lease_until < now()) \
-                     ORDER BY next_attempt_at LIMIT $1",
-                )
+                     ORDER BY next_attempt_at LIMIT $1")
                 .bind::<diesel::sql_types::BigInt, _>(SWEEP_BATCH)
                 .load(conn)
                 .await

@@ -9,6 +9,7 @@ use harmony_core::Kernel;
 use harmony_core::crypto::SubjectCipher;
 use harmony_core::db::Conn;
 use harmony_core::error::Error;
+use harmony_core::sql::sql;
 use scoped_futures::ScopedFutureExt;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -37,13 +38,12 @@ pub async fn route(kernel: &Kernel, phone_number_id: &str) -> Result<Option<Uuid
                     #[diesel(sql_type = SqlUuid)]
                     tenant_id: Uuid,
                 }
-                let found: Option<Route> = diesel::sql_query(
-                    "SELECT tenant_id FROM whatsapp_routes WHERE phone_number_id = $1",
-                )
-                .bind::<Text, _>(&id)
-                .get_result(conn)
-                .await
-                .optional()?;
+                let found: Option<Route> =
+                    sql("SELECT tenant_id FROM whatsapp_routes WHERE phone_number_id = $1")
+                        .bind::<Text, _>(&id)
+                        .get_result(conn)
+                        .await
+                        .optional()?;
                 Ok::<_, Error>(found.map(|r| r.tenant_id))
             }
             .scope_boxed()
@@ -299,80 +299,84 @@ pub struct ContactKey<'a> {
     pub user_id: Option<&'a str>,
 }
 
-/// The conversation with a contact, created on their first message. Returns its id and
-/// data-key subject.
+/// The conversation with a contact, created (with its data key) on their first message:
+/// its id and the cipher of its key. One statement finds or creates it; a new one costs
+/// one more, to write its key.
 pub async fn conversation_for(
     conn: &mut Conn,
+    kernel: &Kernel,
     tenant: Uuid,
     contact: &ContactKey<'_>,
-) -> Result<(Uuid, Uuid), Error> {
+) -> Result<(Uuid, SubjectCipher), Error> {
     #[derive(QueryableByName)]
     struct Found {
         #[diesel(sql_type = SqlUuid)]
         id: Uuid,
         #[diesel(sql_type = SqlUuid)]
         key_subject: Uuid,
+        #[diesel(sql_type = Nullable<diesel::sql_types::Bytea>)]
+        wrapped_key: Option<Vec<u8>>,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        created: bool,
     }
-    let find = "SELECT id, key_subject FROM whatsapp_conversations \
-                WHERE wa_id = $1 OR user_id = $2 ORDER BY wa_id = $1 DESC NULLS LAST LIMIT 1";
+    // Each id looked up through its own unique index, whatever the planner makes of an
+    // `OR` on a table it last saw empty; the WhatsApp id wins when both match.
+    let find_or_create = "WITH found AS ( \
+           SELECT id, key_subject FROM ( \
+             SELECT id, key_subject, 0 AS rank FROM whatsapp_conversations WHERE wa_id = $1 \
+             UNION ALL \
+             SELECT id, key_subject, 1 FROM whatsapp_conversations WHERE user_id = $2 \
+           ) c ORDER BY rank LIMIT 1 \
+         ), created AS ( \
+           INSERT INTO whatsapp_conversations (tenant_id, id, wa_id, user_id, key_subject) \
+           SELECT $3, $4, $1, $2, $5 WHERE NOT EXISTS (SELECT 1 FROM found) \
+           ON CONFLICT DO NOTHING RETURNING id, key_subject \
+         ) \
+         SELECT f.id, f.key_subject, d.wrapped_key, false AS created FROM found f \
+           LEFT JOIN data_keys d ON d.tenant_id = $3 AND d.subject_id = f.key_subject \
+         UNION ALL SELECT id, key_subject, NULL, true FROM created";
     for _ in 0..2 {
-        let found: Option<Found> = diesel::sql_query(find)
+        let found: Option<Found> = sql(find_or_create)
             .bind::<Nullable<Text>, _>(contact.wa_id)
             .bind::<Nullable<Text>, _>(contact.user_id)
+            .bind::<SqlUuid, _>(tenant)
+            .bind::<SqlUuid, _>(Uuid::now_v7())
+            .bind::<SqlUuid, _>(Uuid::now_v7())
             .get_result(conn)
             .await
             .optional()?;
-        if let Some(found) = found {
-            return Ok((found.id, found.key_subject));
-        }
-        let (id, key) = (Uuid::now_v7(), Uuid::now_v7());
-        let inserted = diesel::insert_into(wc::table)
-            .values((
-                wc::tenant_id.eq(tenant),
-                wc::id.eq(id),
-                wc::wa_id.eq(contact.wa_id),
-                wc::user_id.eq(contact.user_id),
-                wc::key_subject.eq(key),
+        // Nothing: someone else created it in between, and the next look sees theirs.
+        let Some(found) = found else { continue };
+        let cipher = if found.created {
+            Some(
+                kernel
+                    .crypto
+                    .create_subject(conn, tenant, found.key_subject)
+                    .await?,
+            )
+        } else if found.wrapped_key.is_some() {
+            kernel
+                .crypto
+                .open_wrapped(conn, tenant, found.key_subject, found.wrapped_key)
+                .await?
+        } else {
+            // Created before its first message (a notice to a patient): the key now.
+            kernel
+                .crypto
+                .subject(conn, tenant, found.key_subject)
+                .await?
+        };
+        let cipher = cipher.ok_or_else(|| {
+            Error::internal(anyhow::anyhow!(
+                "a conversation's data key was destroyed without a new one"
             ))
-            .on_conflict_do_nothing()
-            .execute(conn)
-            .await?;
-        if inserted == 1 {
-            return Ok((id, key));
-        }
-        // Someone else created it in between: read theirs.
+        })?;
+        return Ok((found.id, cipher));
     }
     Err(Error::conflict(
         "conversation_race",
         "the conversation was being created concurrently; retry",
     ))
-}
-
-/// Records what Meta said of the contact with their message: the window, the other id,
-/// the profile name (sealed).
-pub async fn touch_inbound(
-    conn: &mut Conn,
-    conversation: Uuid,
-    at: DateTime<Utc>,
-    contact: &ContactKey<'_>,
-    profile_name: Option<Vec<u8>>,
-) -> Result<(), Error> {
-    diesel::sql_query(
-        "UPDATE whatsapp_conversations SET \
-           last_inbound_at = GREATEST(last_inbound_at, $2), \
-           last_message_at = GREATEST(last_message_at, $2), \
-           wa_id = COALESCE(wa_id, $3), user_id = COALESCE(user_id, $4), \
-           profile_name = COALESCE($5, profile_name), updated_at = now() \
-         WHERE id = $1",
-    )
-    .bind::<SqlUuid, _>(conversation)
-    .bind::<Timestamptz, _>(at)
-    .bind::<Nullable<Text>, _>(contact.wa_id)
-    .bind::<Nullable<Text>, _>(contact.user_id)
-    .bind::<Nullable<diesel::sql_types::Bytea>, _>(profile_name)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// Seals a profile name for a conversation.
@@ -385,7 +389,7 @@ pub fn open_name(cipher: &SubjectCipher, sealed: &[u8]) -> Option<String> {
     cipher.decrypt_text(NAME_FIELD, sealed).ok()
 }
 
-/// An inbound message to store.
+/// An inbound message to store, with what Meta said of its sender.
 #[derive(Debug)]
 pub struct Inbound<'a> {
     pub conversation: Uuid,
@@ -394,33 +398,58 @@ pub struct Inbound<'a> {
     pub body: Option<Vec<u8>>,
     pub detail: serde_json::Value,
     pub sent_at: DateTime<Utc>,
+    pub contact: &'a ContactKey<'a>,
+    /// The sender's profile name, sealed.
+    pub profile_name: Option<Vec<u8>>,
 }
 
-/// Stores an inbound message once: `None` when its wamid was seen before.
-pub async fn insert_inbound(
+/// Stores an inbound message once, in one statement: the message, what it tells of the
+/// conversation (the window, the contact's other id, their profile name) and the event that
+/// wakes the assistant. `None` when its wamid was seen before: then nothing changes, and
+/// nothing is locked that the assistant may hold.
+pub async fn store_inbound(
     conn: &mut Conn,
     tenant: Uuid,
+    topic: &str,
     message: Inbound<'_>,
 ) -> Result<Option<Uuid>, Error> {
-    let id = Uuid::now_v7();
-    let inserted = diesel::insert_into(wm::table)
-        .values((
-            wm::tenant_id.eq(tenant),
-            wm::id.eq(id),
-            wm::conversation_id.eq(message.conversation),
-            wm::direction.eq("in"),
-            wm::wamid.eq(message.wamid),
-            wm::kind.eq(message.kind),
-            wm::body.eq(message.body),
-            wm::detail.eq(message.detail),
-            wm::sent_at.eq(message.sent_at),
-            wm::status.eq("received"),
-            wm::author.eq("contact"),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
-    Ok((inserted == 1).then_some(id))
+    #[derive(QueryableByName)]
+    struct Stored {
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+    }
+    let stored: Option<Stored> = sql("WITH m AS ( \
+           INSERT INTO whatsapp_messages (tenant_id, id, conversation_id, direction, wamid, kind, \
+             body, detail, sent_at, status, author) \
+           VALUES ($1, $2, $3, 'in', $4, $5, $6, $7, $8, 'received', 'contact') \
+           ON CONFLICT DO NOTHING RETURNING id \
+         ), touched AS ( \
+           UPDATE whatsapp_conversations SET \
+             last_inbound_at = GREATEST(last_inbound_at, $8), \
+             last_message_at = GREATEST(last_message_at, $8), \
+             wa_id = COALESCE(wa_id, $9), user_id = COALESCE(user_id, $10), \
+             profile_name = COALESCE($11, profile_name), updated_at = now() \
+           WHERE id = $3 AND EXISTS (SELECT 1 FROM m) \
+         ) \
+         SELECT id, outbox_publish($1, $12, $13, \
+           jsonb_build_object('conversation_id', $3, 'message_id', id)) AS event FROM m")
+    .bind::<SqlUuid, _>(tenant)
+    .bind::<SqlUuid, _>(Uuid::now_v7())
+    .bind::<SqlUuid, _>(message.conversation)
+    .bind::<Text, _>(message.wamid)
+    .bind::<Text, _>(message.kind)
+    .bind::<Nullable<diesel::sql_types::Bytea>, _>(message.body)
+    .bind::<diesel::sql_types::Jsonb, _>(message.detail)
+    .bind::<Timestamptz, _>(message.sent_at)
+    .bind::<Nullable<Text>, _>(message.contact.wa_id)
+    .bind::<Nullable<Text>, _>(message.contact.user_id)
+    .bind::<Nullable<diesel::sql_types::Bytea>, _>(message.profile_name)
+    .bind::<SqlUuid, _>(Uuid::now_v7())
+    .bind::<Text, _>(topic)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(stored.map(|s| s.id))
 }
 
 /// Who wrote an outbound message and why.
@@ -434,7 +463,7 @@ pub struct Origin {
 }
 
 /// Queues an outbound message (status `pending`) for [`crate::sender`], sealed under the
-/// conversation's key; `detail` keeps its shape without its text (for lists and counts).
+/// conversation's key, and moves the conversation up the list.
 pub async fn queue_outbound(
     conn: &mut Conn,
     tenant: Uuid,
@@ -442,6 +471,30 @@ pub async fn queue_outbound(
     cipher: &SubjectCipher,
     message: &Outgoing,
     origin: Origin,
+) -> Result<Uuid, Error> {
+    let id = insert_outbound(conn, tenant, conversation.id, cipher, message, origin, None).await?;
+    diesel::update(wc::table.filter(wc::id.eq(conversation.id)))
+        .set((
+            wc::last_message_at.eq(Utc::now()),
+            wc::updated_at.eq(Utc::now()),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(id)
+}
+
+/// Writes an outbound message, sealed; `detail` keeps its shape without its text (for
+/// lists and counts). With `lease_secs`, the writer has claimed it (`sending`, its first
+/// attempt) and sends it itself; otherwise it is `pending`, for the sender. Leaves the
+/// conversation as it is. Takes a shared connection so that it can be pipelined.
+pub async fn insert_outbound(
+    mut conn: &Conn,
+    tenant: Uuid,
+    conversation: Uuid,
+    cipher: &SubjectCipher,
+    message: &Outgoing,
+    origin: Origin,
+    lease_secs: Option<i64>,
 ) -> Result<Uuid, Error> {
     let id = Uuid::now_v7();
     let sealed = serde_json::to_vec(message).map_err(Error::internal)?;
@@ -456,27 +509,29 @@ pub async fn queue_outbound(
         }
     };
     let now = Utc::now();
+    let (status, attempts, lease) = match lease_secs {
+        Some(secs) => ("sending", 1, Some(now + chrono::Duration::seconds(secs))),
+        None => ("pending", 0, None),
+    };
     diesel::insert_into(wm::table)
         .values((
             wm::tenant_id.eq(tenant),
             wm::id.eq(id),
-            wm::conversation_id.eq(conversation.id),
+            wm::conversation_id.eq(conversation),
             wm::direction.eq("out"),
             wm::kind.eq(message.kind()),
             wm::body.eq(Some(body)),
             wm::detail.eq(detail),
             wm::sent_at.eq(now),
-            wm::status.eq("pending"),
+            wm::status.eq(status),
+            wm::attempts.eq(attempts),
+            wm::lease_until.eq(lease),
             wm::author.eq(origin.author),
             wm::author_user_id.eq(origin.author_user_id),
             wm::purpose.eq(origin.purpose),
             wm::next_attempt_at.eq(Some(now)),
         ))
-        .execute(conn)
-        .await?;
-    diesel::update(wc::table.filter(wc::id.eq(conversation.id)))
-        .set((wc::last_message_at.eq(now), wc::updated_at.eq(now)))
-        .execute(conn)
+        .execute(&mut conn)
         .await?;
     Ok(id)
 }

@@ -10,6 +10,7 @@ use harmony_core::Kernel;
 use harmony_core::db::{Conn, TenantScope};
 use harmony_core::error::Error;
 use harmony_core::http::ApiResult;
+use harmony_core::sql::sql;
 use poem::web::Data;
 use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::{Binary, Json, PlainText};
@@ -237,12 +238,8 @@ async fn store_value(
                 .user_id
                 .or_else(|| profile.and_then(|p| p.user_id.as_deref())),
         };
-        let (conversation, key_subject) = store::conversation_for(conn, tenant, &contact).await?;
-        let Some(cipher) = kernel.crypto.subject(conn, tenant, key_subject).await? else {
-            return Err(Error::internal(anyhow::anyhow!(
-                "a conversation's data key was destroyed without a new one"
-            )));
-        };
+        let (conversation, cipher) =
+            store::conversation_for(conn, kernel, tenant, &contact).await?;
         let sent_at = payload::timestamp(&message.timestamp);
         let name = profile
             .and_then(|p| p.profile.as_ref())
@@ -265,30 +262,18 @@ async fn store_value(
             }
             None => detail,
         };
-        let inserted = store::insert_inbound(
-            conn,
-            tenant,
-            Inbound {
-                conversation,
-                wamid: &message.id,
-                kind: &message.kind,
-                body,
-                detail,
-                sent_at,
-            },
-        )
-        .await?;
-        match inserted {
-            Some(id) => {
-                // After the insert: a duplicate locks nothing the assistant may hold.
-                store::touch_inbound(conn, conversation, sent_at, &contact, name).await?;
-                harmony_core::events::publish(
-                    conn,
-                    tenant,
-                    MESSAGE_RECEIVED,
-                    &json!({ "conversation_id": conversation, "message_id": id }),
-                )
-                .await?;
+        let inbound = Inbound {
+            conversation,
+            wamid: &message.id,
+            kind: &message.kind,
+            body,
+            detail,
+            sent_at,
+            contact: &contact,
+            profile_name: name,
+        };
+        match store::store_inbound(conn, tenant, MESSAGE_RECEIVED, inbound).await? {
+            Some(_) => {
                 stored.messages += 1;
                 if !stored.fresh.contains(&conversation) {
                     stored.fresh.push(conversation);
@@ -334,7 +319,7 @@ async fn record_status(
                 .or_else(|| e.title.clone())
         })
         .map(|d| d.chars().take(1000).collect());
-    let new = diesel::sql_query(
+    let new = sql(
         "INSERT INTO whatsapp_statuses (tenant_id, wamid, status, occurred_at, error_code) \
          VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
     )
@@ -353,14 +338,12 @@ async fn record_status(
         #[diesel(sql_type = SqlUuid)]
         conversation_id: Uuid,
     }
-    let moved: Vec<Moved> = diesel::sql_query(
-        "UPDATE whatsapp_messages SET status = $2, status_at = $3, \
+    let moved: Vec<Moved> = sql("UPDATE whatsapp_messages SET status = $2, status_at = $3, \
            error_code = COALESCE($4, error_code), error_detail = COALESCE($5, error_detail), \
            next_attempt_at = NULL \
          WHERE wamid = $1 AND direction = 'out' AND \
            whatsapp_status_rank(status) < whatsapp_status_rank($2) \
-         RETURNING conversation_id",
-    )
+         RETURNING conversation_id")
     .bind::<Text, _>(&status.id)
     .bind::<Text, _>(kind)
     .bind::<Timestamptz, _>(at)
@@ -370,7 +353,7 @@ async fn record_status(
     .await?;
     if kind == "failed" {
         for m in &moved {
-            diesel::sql_query(
+            sql(
                 "UPDATE whatsapp_conversations SET needs_attention = true, updated_at = now() \
                  WHERE id = $1",
             )
