@@ -255,31 +255,25 @@ impl Crypto {
             .transpose()
     }
 
-    /// The cipher of a subject that has just been made up (a fresh id): its key is written
-    /// without first looking for one, which saves a round trip over [`Crypto::subject`].
-    /// A subject that already has a key is a database error, not a second key.
-    pub async fn create_subject(
+    /// A key for a subject made up just now (a fresh id), not yet stored: its cipher, and
+    /// the key wrapped for `data_key_insert(tenant, subject, wrapped)`, which the statement
+    /// that creates the subject's row calls, so that row and key are written together.
+    pub async fn fresh_subject(
         &self,
-        mut conn: &Conn,
+        conn: &Conn,
         tenant: Uuid,
         subject: Uuid,
-    ) -> Result<SubjectCipher, Error> {
+    ) -> Result<(SubjectCipher, Vec<u8>), Error> {
         let key = self.tenant_key(conn, tenant).await?;
         let aad = format!("data-key:{tenant}:{subject}");
         let data = Key::random();
-        diesel::insert_into(data_keys::table)
-            .values((
-                data_keys::tenant_id.eq(tenant),
-                data_keys::subject_id.eq(subject),
-                data_keys::wrapped_key.eq(key.wrapping.seal(&data.0, aad.as_bytes())),
-            ))
-            .execute(&mut conn)
-            .await?;
-        Ok(SubjectCipher {
+        let wrapped = key.wrapping.seal(&data.0, aad.as_bytes());
+        let cipher = SubjectCipher {
             tenant,
             subject,
             key: data,
-        })
+        };
+        Ok((cipher, wrapped))
     }
 
     /// The cipher of a subject whose data is only read: creates no key. `None` when the

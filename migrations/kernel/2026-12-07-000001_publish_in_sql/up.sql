@@ -17,3 +17,16 @@ END
 $$;
 REVOKE EXECUTE ON FUNCTION outbox_publish(uuid, uuid, text, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION outbox_publish(uuid, uuid, text, jsonb) TO harmony_app;
+
+-- The same for a data key: the statement that creates a subject's row (a conversation,
+-- say) stores the key `Crypto::fresh_subject` made for it, and nothing is stored when the
+-- row turned out to exist. Returns the wrapped key.
+CREATE FUNCTION data_key_insert(uuid, uuid, bytea)
+RETURNS bytea LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    INSERT INTO data_keys (tenant_id, subject_id, wrapped_key) VALUES ($1, $2, $3);
+    RETURN $3;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION data_key_insert(uuid, uuid, bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION data_key_insert(uuid, uuid, bytea) TO harmony_app;

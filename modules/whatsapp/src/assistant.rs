@@ -216,6 +216,8 @@ async fn next_message(
         #[diesel(sql_type = Nullable<Jsonb>)]
         detail: Option<Value>,
     }
+    // Taking the lease need not wait for the disk: lost in a crash, it only means the
+    // conversation is free again, and whatever is committed later flushes it first.
     let next: Option<Next> = sql("WITH leased AS ( \
            UPDATE whatsapp_conversations SET \
              lease_until = now() + make_interval(secs => $3), lease_owner = $2 \
@@ -224,7 +226,8 @@ async fn next_message(
              mode, opted_out_at, state \
          ) \
          SELECT l.wa_id, l.user_id, l.patient_id, l.key_subject, l.last_inbound_at, l.mode, \
-           l.opted_out_at, l.state, d.wrapped_key, m.id AS message_id, m.kind, m.body, m.detail \
+           l.opted_out_at, l.state, d.wrapped_key, m.id AS message_id, m.kind, m.body, m.detail, \
+           set_config('synchronous_commit', 'off', true) AS durability \
          FROM leased l \
          LEFT JOIN data_keys d ON d.tenant_id = l.tenant_id AND d.subject_id = l.key_subject \
          LEFT JOIN LATERAL ( \

@@ -300,8 +300,7 @@ pub struct ContactKey<'a> {
 }
 
 /// The conversation with a contact, created (with its data key) on their first message:
-/// its id and the cipher of its key. One statement finds or creates it; a new one costs
-/// one more, to write its key.
+/// its id and the cipher of its key, in one statement either way.
 pub async fn conversation_for(
     conn: &mut Conn,
     kernel: &Kernel,
@@ -320,7 +319,8 @@ pub async fn conversation_for(
         created: bool,
     }
     // Each id looked up through its own unique index, whatever the planner makes of an
-    // `OR` on a table it last saw empty; the WhatsApp id wins when both match.
+    // `OR` on a table it last saw empty; the WhatsApp id wins when both match. A new
+    // conversation's key is stored by the same statement, only when it is created.
     let find_or_create = "WITH found AS ( \
            SELECT id, key_subject FROM ( \
              SELECT id, key_subject, 0 AS rank FROM whatsapp_conversations WHERE wa_id = $1 \
@@ -334,26 +334,28 @@ pub async fn conversation_for(
          ) \
          SELECT f.id, f.key_subject, d.wrapped_key, false AS created FROM found f \
            LEFT JOIN data_keys d ON d.tenant_id = $3 AND d.subject_id = f.key_subject \
-         UNION ALL SELECT id, key_subject, NULL, true FROM created";
+         UNION ALL \
+         SELECT id, key_subject, data_key_insert($3, key_subject, $6), true FROM created";
     for _ in 0..2 {
+        let key_subject = Uuid::now_v7();
+        let (fresh, wrapped) = kernel
+            .crypto
+            .fresh_subject(conn, tenant, key_subject)
+            .await?;
         let found: Option<Found> = sql(find_or_create)
             .bind::<Nullable<Text>, _>(contact.wa_id)
             .bind::<Nullable<Text>, _>(contact.user_id)
             .bind::<SqlUuid, _>(tenant)
             .bind::<SqlUuid, _>(Uuid::now_v7())
-            .bind::<SqlUuid, _>(Uuid::now_v7())
+            .bind::<SqlUuid, _>(key_subject)
+            .bind::<diesel::sql_types::Bytea, _>(wrapped)
             .get_result(conn)
             .await
             .optional()?;
         // Nothing: someone else created it in between, and the next look sees theirs.
         let Some(found) = found else { continue };
         let cipher = if found.created {
-            Some(
-                kernel
-                    .crypto
-                    .create_subject(conn, tenant, found.key_subject)
-                    .await?,
-            )
+            Some(fresh)
         } else if found.wrapped_key.is_some() {
             kernel
                 .crypto
