@@ -453,7 +453,8 @@ async fn settings_keep_the_token_sealed_and_a_number_routes_to_one_clinic() {
         count(
             &app,
             &format!(
-                "SELECT count(*) AS n FROM whatsapp_messages WHERE tenant_id = '{}'",
+                "SELECT count(*) AS n FROM whatsapp_messages \
+                 WHERE tenant_id = '{}' AND direction = 'in'",
                 other.tenant_id
             )
         )
