@@ -269,10 +269,7 @@ async fn write_batch(db: &Db, batch: &[Pending]) -> Result<(), Error> {
     let Some(&first) = <[Uuid]>::first(&tenants) else {
         return Ok(());
     };
-    let scope = TenantScope {
-        tenant_id: first,
-        user_id: None,
-    };
+    let scope = TenantScope::clinic(first);
     db.tenant(scope, |conn| {
         async move {
             for tenant in tenants {

@@ -57,6 +57,16 @@ pub struct TenantScope {
     pub user_id: Option<Uuid>,
 }
 
+impl TenantScope {
+    /// The clinic's own scope, acting for no user (jobs, webhooks, subscribers).
+    pub fn clinic(tenant_id: Uuid) -> Self {
+        TenantScope {
+            tenant_id,
+            user_id: None,
+        }
+    }
+}
+
 /// The application's connection pool.
 #[derive(Clone)]
 pub struct Db {

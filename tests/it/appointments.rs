@@ -905,10 +905,7 @@ async fn the_assistant_acts_through_the_service_api_for_one_patient_only() {
     assert_eq!(confirmed.status, "confirmed");
 
     // Reminders: due within the window, once.
-    let scope = harmony_core::db::TenantScope {
-        tenant_id: c.a.owner.tenant_id,
-        user_id: None,
-    };
+    let scope = harmony_core::db::TenantScope::clinic(c.a.owner.tenant_id);
     let tenant = c.a.owner.tenant_id;
     let due = kernel
         .db

@@ -13,10 +13,7 @@ use crate::support::TestApp;
 async fn a_subjects_fields_round_trip_until_their_key_is_shredded() {
     let app = TestApp::start().await;
     let owner = app.signup("Clínica Aurora").await;
-    let scope = TenantScope {
-        tenant_id: owner.tenant_id,
-        user_id: None,
-    };
+    let scope = TenantScope::clinic(owner.tenant_id);
     let crypto = &app.kernel.crypto;
     let tenant = owner.tenant_id;
     let (patient, other) = (Uuid::now_v7(), Uuid::now_v7());
@@ -91,20 +88,16 @@ async fn blind_indexes_are_stable_within_a_clinic_and_differ_across_clinics() {
     let b = app.signup("Clínica Boreal").await;
     let crypto = &app.kernel.crypto;
     let index = |tenant: Uuid| {
-        app.kernel.db.tenant(
-            TenantScope {
-                tenant_id: tenant,
-                user_id: None,
-            },
-            move |conn| {
+        app.kernel
+            .db
+            .tenant(TenantScope::clinic(tenant), move |conn| {
                 async move {
                     crypto
                         .blind_index(conn, tenant, "cpf", b"52998224725")
                         .await
                 }
                 .scope_boxed()
-            },
-        )
+            })
     };
     let (a1, a2, b1) = (
         index(a.tenant_id).await.unwrap(),
@@ -120,10 +113,7 @@ async fn blind_indexes_are_stable_within_a_clinic_and_differ_across_clinics() {
 async fn rotating_the_master_key_rewraps_clinic_keys_and_old_data_still_opens() {
     let app = TestApp::start().await;
     let owner = app.signup("Clínica Aurora").await;
-    let scope = TenantScope {
-        tenant_id: owner.tenant_id,
-        user_id: None,
-    };
+    let scope = TenantScope::clinic(owner.tenant_id);
     let tenant = owner.tenant_id;
     let patient = Uuid::now_v7();
     let crypto = &app.kernel.crypto;

@@ -32,10 +32,7 @@ fn recorder(name: &'static str, topics: &'static [&'static str], seen: Seen) -> 
 }
 
 async fn publish(app: &TestApp, tenant: Uuid, topic: &'static str, commit: bool) -> Uuid {
-    let scope = TenantScope {
-        tenant_id: tenant,
-        user_id: None,
-    };
+    let scope = TenantScope::clinic(tenant);
     let result = app
         .kernel
         .db

@@ -698,10 +698,7 @@ async fn consent_state_is_the_latest_decision_and_other_modules_see_it() {
     assert_eq!(consents.body["history"].as_array().unwrap().len(), 3);
 
     // The service API other modules use sees the revocation.
-    let scope = harmony_core::db::TenantScope {
-        tenant_id: owner.tenant_id,
-        user_id: None,
-    };
+    let scope = harmony_core::db::TenantScope::clinic(owner.tenant_id);
     let (whatsapp, marketing) = app
         .kernel
         .db
@@ -789,10 +786,7 @@ async fn shredding_a_patient_makes_their_sensitive_data_unreadable_and_nothing_e
     )
     .await;
 
-    let scope = harmony_core::db::TenantScope {
-        tenant_id: owner.tenant_id,
-        user_id: None,
-    };
+    let scope = harmony_core::db::TenantScope::clinic(owner.tenant_id);
     let kernel = &app.kernel;
     let tenant = owner.tenant_id;
     kernel

@@ -183,10 +183,7 @@ async fn photos_stay_in_their_clinic_and_die_with_the_patients_key() {
     let overwrite = upload(&intruder, &patient, jpeg_with_gps(), "image/jpeg").await;
     assert_eq!(overwrite.status, StatusCode::NOT_FOUND);
 
-    let scope = harmony_core::db::TenantScope {
-        tenant_id: owner.tenant_id,
-        user_id: None,
-    };
+    let scope = harmony_core::db::TenantScope::clinic(owner.tenant_id);
     let (kernel, tenant, id) = (&app.kernel, owner.tenant_id, patient.parse().unwrap());
     kernel
         .db

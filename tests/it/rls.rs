@@ -99,10 +99,7 @@ async fn without_a_tenant_the_application_sees_no_rows() {
 async fn a_query_that_forgets_the_tenant_filter_still_sees_one_clinic() {
     let app = TestApp::start().await;
     let a = app.actors().await;
-    let scope = TenantScope {
-        tenant_id: a.owner.tenant_id,
-        user_id: None,
-    };
+    let scope = TenantScope::clinic(a.owner.tenant_id);
     let (members, tenants, users) = app
         .kernel
         .db
@@ -125,10 +122,7 @@ async fn a_query_that_forgets_the_tenant_filter_still_sees_one_clinic() {
 async fn writing_a_row_into_another_tenant_is_rejected_by_the_database() {
     let app = TestApp::start().await;
     let a = app.actors().await;
-    let scope = TenantScope {
-        tenant_id: a.owner.tenant_id,
-        user_id: None,
-    };
+    let scope = TenantScope::clinic(a.owner.tenant_id);
     let other = a.other_owner.tenant_id;
     let user = a.other_owner.user_id;
     let result = app
@@ -182,10 +176,7 @@ async fn a_pooled_connection_never_carries_a_tenant_to_its_next_user() {
         } else {
             (a.other_owner.tenant_id, 1)
         };
-        let scope = TenantScope {
-            tenant_id: tenant,
-            user_id: None,
-        };
+        let scope = TenantScope::clinic(tenant);
         // Transactions and session-level reads, alternating tenants.
         let seen = if round < 4 {
             db.tenant(scope, |conn| {
@@ -235,10 +226,7 @@ async fn a_failed_transaction_leaves_no_tenant_behind_either() {
     let mut config = app.db.config();
     config.database.pool_size = 1;
     let db = Db::connect(&config.database).unwrap();
-    let scope = TenantScope {
-        tenant_id: a.owner.tenant_id,
-        user_id: None,
-    };
+    let scope = TenantScope::clinic(a.owner.tenant_id);
     let failed = db
         .tenant(scope, |conn| {
             async move {

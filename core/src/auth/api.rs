@@ -288,10 +288,7 @@ impl AuthApi {
             }
             None => None,
         };
-        let scope = TenantScope {
-            tenant_id,
-            user_id: None,
-        };
+        let scope = TenantScope::clinic(tenant_id);
         let user_id = kernel
             .db
             .tenant(scope, |conn| {

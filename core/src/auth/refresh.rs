@@ -105,10 +105,7 @@ enum Rotation {
 /// Exchanges a refresh token for a new pair.
 pub(crate) async fn rotate(kernel: &Kernel, token: &str) -> Result<TokenPair, Error> {
     let parsed = parse(token)?;
-    let scope = TenantScope {
-        tenant_id: parsed.tenant_id,
-        user_id: None,
-    };
+    let scope = TenantScope::clinic(parsed.tenant_id);
     let auth = &kernel.auth;
     let outcome = kernel
         .db
@@ -199,10 +196,7 @@ pub(crate) async fn revoke(kernel: &Kernel, token: &str) -> Result<(), Error> {
     let Ok(parsed) = parse(token) else {
         return Ok(());
     };
-    let scope = TenantScope {
-        tenant_id: parsed.tenant_id,
-        user_id: None,
-    };
+    let scope = TenantScope::clinic(parsed.tenant_id);
     kernel
         .db
         .tenant(scope, |conn| {

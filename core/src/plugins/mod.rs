@@ -717,10 +717,7 @@ async fn deliver(
     event: crate::events::Event,
 ) -> anyhow::Result<()> {
     let name = plugin.name.clone();
-    let scope = TenantScope {
-        tenant_id: event.tenant_id,
-        user_id: None,
-    };
+    let scope = TenantScope::clinic(event.tenant_id);
     let found = kernel
         .db
         .tenant(scope, |conn| {

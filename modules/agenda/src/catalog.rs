@@ -821,10 +821,7 @@ pub async fn seed_demo(kernel: &Kernel, clinic: &DemoClinic) -> anyhow::Result<(
     let Some(professional) = clinic.member(harmony_core::rbac::Role::Professional) else {
         return Ok(());
     };
-    let scope = harmony_core::db::TenantScope {
-        tenant_id: clinic.tenant_id,
-        user_id: None,
-    };
+    let scope = harmony_core::db::TenantScope::clinic(clinic.tenant_id);
     let tenant = clinic.tenant_id;
     kernel
         .db

@@ -271,10 +271,7 @@ impl FeedApi {
             what: "calendar feed",
         };
         let (tenant, professional, hash) = parse_token(&token.0).ok_or_else(not_found)?;
-        let scope = TenantScope {
-            tenant_id: tenant,
-            user_id: None,
-        };
+        let scope = TenantScope::clinic(tenant);
         let reader = Actor {
             kind: ActorKind::User,
             user_id: professional,

@@ -583,10 +583,7 @@ pub fn decrypt(
 
 /// Demo patients for the demo clinic.
 pub async fn seed_demo(kernel: &Kernel, clinic: &DemoClinic) -> anyhow::Result<()> {
-    let scope = harmony_core::db::TenantScope {
-        tenant_id: clinic.tenant_id,
-        user_id: None,
-    };
+    let scope = harmony_core::db::TenantScope::clinic(clinic.tenant_id);
     let tenant = clinic.tenant_id;
     kernel
         .db

@@ -48,10 +48,7 @@ pub async fn on_message_event(kernel: &Kernel, event: &Event) -> anyhow::Result<
         return Ok(());
     };
     // Usually the fast path answered it already: one read says so.
-    let scope = harmony_core::db::TenantScope {
-        tenant_id: event.tenant_id,
-        user_id: None,
-    };
+    let scope = harmony_core::db::TenantScope::clinic(event.tenant_id);
     let waiting = kernel
         .db
         .tenant_read(scope, |conn| {

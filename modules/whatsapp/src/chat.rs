@@ -103,10 +103,7 @@ pub async fn find_clinic(kernel: &Kernel, wanted: &str) -> Result<Option<(Uuid, 
 /// Whether this process can open the clinic's keys (a clinic made under another master
 /// key cannot be read).
 pub async fn check_keys(kernel: &Kernel, tenant: Uuid) -> Result<(), Error> {
-    let scope = TenantScope {
-        tenant_id: tenant,
-        user_id: None,
-    };
+    let scope = TenantScope::clinic(tenant);
     kernel
         .db
         .tenant(scope, |conn| {
@@ -182,10 +179,7 @@ async fn wait_for_replies(kernel: &Kernel, tenant: Uuid, conversation: Uuid) -> 
         #[diesel(sql_type = BigInt)]
         n: i64,
     }
-    let scope = TenantScope {
-        tenant_id: tenant,
-        user_id: None,
-    };
+    let scope = TenantScope::clinic(tenant);
     for _ in 0..330 {
         let pending: Pending = kernel
             .db

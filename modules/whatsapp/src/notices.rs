@@ -78,10 +78,7 @@ pub async fn send_reminders(kernel: &Kernel) -> anyhow::Result<()> {
 /// out; the earlier ones it overtook (a visit booked two hours ahead gets no 24-hour
 /// reminder) are recorded as passed.
 pub async fn remind_clinic(kernel: &Kernel, tenant: Uuid) -> Result<(), Error> {
-    let scope = TenantScope {
-        tenant_id: tenant,
-        user_id: None,
-    };
+    let scope = TenantScope::clinic(tenant);
     let queued = kernel
         .db
         .tenant(scope, |conn| {
@@ -145,10 +142,7 @@ pub async fn remind_clinic(kernel: &Kernel, tenant: Uuid) -> Result<(), Error> {
 pub async fn on_agenda_event(kernel: &Kernel, event: &Event) -> anyhow::Result<()> {
     let tenant = event.tenant_id;
     let payload = &event.payload;
-    let scope = TenantScope {
-        tenant_id: tenant,
-        user_id: None,
-    };
+    let scope = TenantScope::clinic(tenant);
     let queued = match event.topic.as_str() {
         "appointment.booked" | "appointment.rescheduled" => {
             // The assistant already answered a patient who booked through it.

@@ -66,10 +66,7 @@ pub(crate) struct Undeliverable {
 /// Sends one queued message of `tenant`, if it is due and nobody else holds it.
 pub async fn deliver(kernel: &Kernel, tenant: Uuid, message: Uuid) -> Result<(), Error> {
     let whatsapp = Whatsapp::of(kernel)?;
-    let scope = TenantScope {
-        tenant_id: tenant,
-        user_id: None,
-    };
+    let scope = TenantScope::clinic(tenant);
     let claimed = kernel
         .db
         .tenant(scope, |conn| {
@@ -93,10 +90,7 @@ pub(crate) async fn send_now(
     match ready {
         Ok(ready) => send_claimed(kernel, tenant, message, ready).await,
         Err(refusal) => {
-            let scope = TenantScope {
-                tenant_id: tenant,
-                user_id: None,
-            };
+            let scope = TenantScope::clinic(tenant);
             kernel
                 .db
                 .tenant(scope, |conn| {
@@ -157,10 +151,7 @@ pub(crate) async fn send_claimed(
     ready: Ready,
 ) -> Result<(), Error> {
     let whatsapp = Whatsapp::of(kernel)?;
-    let scope = TenantScope {
-        tenant_id: tenant,
-        user_id: None,
-    };
+    let scope = TenantScope::clinic(tenant);
     let sent = whatsapp
         .transport
         .send(&ready.account, &ready.to, &ready.message)

@@ -337,6 +337,8 @@ pub async fn conversation_for(
          UNION ALL \
          SELECT id, key_subject, data_key_insert($3, key_subject, $6), true FROM created";
     for _ in 0..2 {
+        // The statement decides whether the conversation is new, so a key is made (in
+        // memory: a random key, wrapped) for every look and dropped when it is not.
         let key_subject = Uuid::now_v7();
         let (fresh, wrapped) = kernel
             .crypto
@@ -475,11 +477,9 @@ pub async fn queue_outbound(
     origin: Origin,
 ) -> Result<Uuid, Error> {
     let id = insert_outbound(conn, tenant, conversation.id, cipher, message, origin, None).await?;
+    let now = Utc::now();
     diesel::update(wc::table.filter(wc::id.eq(conversation.id)))
-        .set((
-            wc::last_message_at.eq(Utc::now()),
-            wc::updated_at.eq(Utc::now()),
-        ))
+        .set((wc::last_message_at.eq(now), wc::updated_at.eq(now)))
         .execute(conn)
         .await?;
     Ok(id)

@@ -193,10 +193,7 @@ pub async fn store_for_clinic(
     tenant: Uuid,
     value: &payload::ChangeValue,
 ) -> Result<Stored, Error> {
-    let scope = TenantScope {
-        tenant_id: tenant,
-        user_id: None,
-    };
+    let scope = TenantScope::clinic(tenant);
     kernel
         .db
         .tenant(scope, |conn| {
