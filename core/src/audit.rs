@@ -337,6 +337,8 @@ impl AuditApi {
     ///
     /// Newest first. Filter by the person whose data was accessed (`subject_id`), by who
     /// accessed it (`actor_id`), by `resource`, `action` and a time range.
+    ///
+    /// Permission: `audit_events:read`.
     #[oai(
         path = "/audit-events",
         method = "get",

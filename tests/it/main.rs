@@ -19,5 +19,6 @@ mod plugins;
 mod rbac;
 mod rls;
 mod snapshots;
+mod sweep;
 mod tenancy;
 mod whatsapp;

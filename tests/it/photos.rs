@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::support::{Caller, Reply, TestApp};
 
 /// A tiny but well-formed JPEG (1x1) whose EXIF segment carries a GPS position.
-fn jpeg_with_gps() -> Vec<u8> {
+pub(crate) fn jpeg_with_gps() -> Vec<u8> {
     let mut jpeg = vec![0xFF, 0xD8];
     jpeg.extend([
         0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0, 1, 1, 0, 0, 1, 0, 1, 0, 0,

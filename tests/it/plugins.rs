@@ -30,13 +30,13 @@ fn built_library(crate_name: &str) -> PathBuf {
 }
 
 /// A plugin directory of its own for one test, with `plugins` copied in and listed.
-struct PluginDir {
+pub(crate) struct PluginDir {
     dir: PathBuf,
     installed: Vec<InstalledPlugin>,
 }
 
 impl PluginDir {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = std::env::temp_dir().join(format!("harmony-plugins-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).unwrap();
         PluginDir {
@@ -54,14 +54,14 @@ impl PluginDir {
     }
 
     /// Copies a built plugin in and lists it with its hash.
-    fn install(mut self, crate_name: &str, mode: PluginMode) -> Self {
+    pub(crate) fn install(mut self, crate_name: &str, mode: PluginMode) -> Self {
         let file = self.copy(crate_name);
         let sha256 = harmony_core::plugins::sha256_of(&self.dir.join(&file)).unwrap();
         self.installed.push(InstalledPlugin { file, sha256, mode });
         self
     }
 
-    fn configure(&self, config: &mut Config) {
+    pub(crate) fn configure(&self, config: &mut Config) {
         config.plugins.dir = self.dir.clone();
         config.plugins.installed = self.installed.clone();
         config.plugins.call_timeout_ms = 2_000;

@@ -41,7 +41,7 @@ async fn post_webhook(app: &TestApp, body: &[u8], signature: Option<&str>) -> Re
     Reply::from(request.send().await.unwrap()).await
 }
 
-async fn signed(app: &TestApp, body: &[u8]) -> Reply {
+pub(crate) async fn signed(app: &TestApp, body: &[u8]) -> Reply {
     post_webhook(
         app,
         body,
@@ -50,7 +50,7 @@ async fn signed(app: &TestApp, body: &[u8]) -> Reply {
     .await
 }
 
-async fn connect_number(owner: &Caller) {
+pub(crate) async fn connect_number(owner: &Caller) {
     let saved = owner
         .put(
             "/api/v1/whatsapp/settings",
@@ -496,12 +496,20 @@ where
 }
 
 async fn sending_app() -> (TestApp, crate::fakes::FakeGraph) {
+    sending_app_with(|_| {}).await
+}
+
+/// [`sending_app`] with the configuration further adjusted by `adjust`.
+pub(crate) async fn sending_app_with(
+    adjust: impl FnOnce(&mut harmony_core::config::Config),
+) -> (TestApp, crate::fakes::FakeGraph) {
     let graph = crate::fakes::FakeGraph::start().await;
     let base = graph.base.clone();
     let app = TestApp::start_with(move |config| {
         config.modules.set("whatsapp", "app_secret", APP_SECRET);
         config.modules.set("whatsapp", "verify_token", VERIFY_TOKEN);
         config.modules.set("whatsapp", "graph_url", base);
+        adjust(config);
     })
     .await;
     (app, graph)
@@ -727,8 +735,18 @@ async fn staff_replies_go_out_once_with_retries_and_failures_reach_staff() {
 
 /// An inbound text from the fixture's contact, as Meta would send it now.
 fn inbound(text: &str, n: usize) -> Vec<u8> {
+    inbound_from("5511976543210", text, n)
+}
+
+/// An inbound text from `phone` (digits, as Meta writes them), as Meta would send it now.
+pub(crate) fn inbound_from(phone: &str, text: &str, n: usize) -> Vec<u8> {
     let mut notification: Value = serde_json::from_slice(TEXT).unwrap();
-    let message = &mut notification["entry"][0]["changes"][0]["value"]["messages"][0];
+    let value = &mut notification["entry"][0]["changes"][0]["value"];
+    value["contacts"][0]["wa_id"] = json!(phone);
+    value["contacts"][0]["user_id"] = json!(format!("BR.{phone}"));
+    let message = &mut value["messages"][0];
+    message["from"] = json!(phone);
+    message["from_user_id"] = json!(format!("BR.{phone}"));
     message["text"]["body"] = json!(text);
     message["id"] = json!(format!("wamid.test-inbound-{n}"));
     message["timestamp"] = json!(chrono::Utc::now().timestamp().to_string());

@@ -164,6 +164,8 @@ impl PluginsApi {
     ///
     /// Every plugin this server loaded, with whether this clinic enabled it and which of
     /// the capabilities it requests were granted.
+    ///
+    /// Permission: `plugins:read`.
     #[oai(path = "/plugins", method = "get", operation_id = "list_plugins")]
     async fn list_plugins(
         &self,
@@ -188,6 +190,8 @@ impl PluginsApi {
     }
 
     /// Get a plugin
+    ///
+    /// Permission: `plugins:read`.
     #[oai(path = "/plugins/:name", method = "get", operation_id = "get_plugin")]
     async fn get_plugin(
         &self,
@@ -213,6 +217,8 @@ impl PluginsApi {
     /// `granted` must be a subset of the capabilities the plugin requests; the others are
     /// refused. Disabling keeps the plugin's data in this clinic but stops its events,
     /// routes and tasks, and withdraws every grant.
+    ///
+    /// Permission: `plugins:manage`.
     #[oai(
         path = "/plugins/:name",
         method = "put",

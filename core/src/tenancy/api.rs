@@ -126,6 +126,8 @@ pub struct TenancyApi;
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Clinic")]
 impl TenancyApi {
     /// Who am I
+    ///
+    /// Permission: `profile:read`.
     #[oai(path = "/me", method = "get", operation_id = "get_me")]
     async fn get_me(&self, kernel: Data<&Kernel>, auth: BearerAuth) -> ApiResult<Json<Me>> {
         let actor = kernel.authorize(&auth, &perm::PROFILE_READ).await?;
@@ -139,6 +141,8 @@ impl TenancyApi {
     }
 
     /// Update my profile
+    ///
+    /// Permission: `profile:update`.
     #[oai(path = "/me", method = "patch", operation_id = "update_me")]
     async fn update_me(
         &self,
@@ -166,6 +170,8 @@ impl TenancyApi {
     }
 
     /// The clinic's settings
+    ///
+    /// Permission: `tenant:read`.
     #[oai(path = "/tenant", method = "get", operation_id = "get_tenant")]
     async fn get_tenant(&self, kernel: Data<&Kernel>, auth: BearerAuth) -> ApiResult<Json<Clinic>> {
         let actor = kernel.authorize(&auth, &perm::TENANT_READ).await?;
@@ -173,6 +179,8 @@ impl TenancyApi {
     }
 
     /// Change the clinic's settings
+    ///
+    /// Permission: `tenant:update`.
     #[oai(path = "/tenant", method = "patch", operation_id = "update_tenant")]
     async fn update_tenant(
         &self,
@@ -200,6 +208,8 @@ impl TenancyApi {
     }
 
     /// The clinic's members
+    ///
+    /// Permission: `members:read`.
     #[oai(path = "/members", method = "get", operation_id = "list_members")]
     async fn list_members(
         &self,
@@ -215,6 +225,8 @@ impl TenancyApi {
     /// A new e-mail creates an account without a password and returns an invitation token;
     /// an existing account is added as it is, its credentials untouched. Only owners may
     /// grant the owner role.
+    ///
+    /// Permission: `members:invite`.
     #[oai(path = "/members", method = "post", operation_id = "invite_member")]
     async fn invite_member(
         &self,
@@ -323,6 +335,8 @@ impl TenancyApi {
     }
 
     /// Replace a member's roles
+    ///
+    /// Permission: `members:update_roles`.
     #[oai(
         path = "/members/:user_id/roles",
         method = "put",
@@ -377,6 +391,8 @@ impl TenancyApi {
     ///
     /// The member is refused at their next request and their refresh tokens stop working
     /// at once.
+    ///
+    /// Permission: `members:suspend`.
     #[oai(
         path = "/members/:user_id/suspend",
         method = "post",
@@ -395,6 +411,8 @@ impl TenancyApi {
     }
 
     /// Reactivate a suspended member
+    ///
+    /// Permission: `members:suspend`.
     #[oai(
         path = "/members/:user_id/reactivate",
         method = "post",
@@ -413,6 +431,8 @@ impl TenancyApi {
     }
 
     /// The clinic's professionals
+    ///
+    /// Permission: `professionals:read`.
     #[oai(
         path = "/professionals",
         method = "get",
@@ -428,6 +448,8 @@ impl TenancyApi {
     }
 
     /// One professional's profile
+    ///
+    /// Permission: `professionals:read`.
     #[oai(
         path = "/professionals/:user_id",
         method = "get",

@@ -762,6 +762,8 @@ impl AppointmentsApi {
     /// One or more services back to back with one professional; the end follows from the
     /// services' durations. If the professional, or every suitable room, is already taken,
     /// the answer is 409 with `next_slots`: the next free starts.
+    ///
+    /// Permission: `appointments:book`.
     #[oai(
         path = "/appointments",
         method = "post",
@@ -783,6 +785,8 @@ impl AppointmentsApi {
     ///
     /// By start time, filtered by the local days `from` to `to` (inclusive), professional,
     /// patient and status (comma-separated). Writes one audit event per page.
+    ///
+    /// Permission: `appointments:read`.
     #[oai(
         path = "/appointments",
         method = "get",
@@ -856,6 +860,8 @@ impl AppointmentsApi {
     /// One appointment
     ///
     /// Writes an audit event.
+    ///
+    /// Permission: `appointments:read`.
     #[oai(
         path = "/appointments/:id",
         method = "get",
@@ -875,6 +881,8 @@ impl AppointmentsApi {
     ///
     /// To another start (and optionally another professional who performs its services).
     /// A confirmed appointment goes back to `scheduled`: the new time needs confirming.
+    ///
+    /// Permission: `appointments:change`.
     #[oai(
         path = "/appointments/:id/reschedule",
         method = "post",
@@ -901,6 +909,8 @@ impl AppointmentsApi {
     }
 
     /// Cancel an appointment
+    ///
+    /// Permission: `appointments:change`.
     #[oai(
         path = "/appointments/:id/cancel",
         method = "post",
@@ -926,6 +936,8 @@ impl AppointmentsApi {
     }
 
     /// Confirm an appointment
+    ///
+    /// Permission: `appointments:change`.
     #[oai(
         path = "/appointments/:id/confirm",
         method = "post",
@@ -948,6 +960,8 @@ impl AppointmentsApi {
     }
 
     /// Check a patient in
+    ///
+    /// Permission: `appointments:attend`.
     #[oai(
         path = "/appointments/:id/check-in",
         method = "post",
@@ -972,6 +986,8 @@ impl AppointmentsApi {
     /// Complete an appointment
     ///
     /// Once it has started.
+    ///
+    /// Permission: `appointments:attend`.
     #[oai(
         path = "/appointments/:id/complete",
         method = "post",
@@ -996,6 +1012,8 @@ impl AppointmentsApi {
     /// Mark a no-show
     ///
     /// Once the appointment has started.
+    ///
+    /// Permission: `appointments:attend`.
     #[oai(
         path = "/appointments/:id/no-show",
         method = "post",
@@ -1023,6 +1041,8 @@ impl AppointmentsApi {
     /// until a day. Each occurrence is checked like a single booking; with `on_conflict`
     /// `fail` nothing is booked if one cannot be (409 listing them), with `skip` the rest
     /// is booked and the others listed.
+    ///
+    /// Permission: `appointments:book`.
     #[oai(
         path = "/appointment-series",
         method = "post",
@@ -1042,6 +1062,8 @@ impl AppointmentsApi {
     /// Cancel what is left of a series
     ///
     /// Cancels its scheduled and confirmed occurrences that have not started yet.
+    ///
+    /// Permission: `appointments:change`.
     #[oai(
         path = "/appointment-series/:id/cancel",
         method = "post",

@@ -583,6 +583,8 @@ impl AvailabilityApi {
     ///
     /// For a visit of one or more services (back to back, in the order given), optionally
     /// with one professional, over the local days `from` to `to` (at most 62 days).
+    ///
+    /// Permission: `availability:read`.
     #[oai(
         path = "/availability",
         method = "get",

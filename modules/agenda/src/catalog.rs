@@ -411,6 +411,8 @@ pub struct CatalogApi;
 #[OpenApi(prefix_path = "/api/v1", tag = "AgendaTags::Agenda")]
 impl CatalogApi {
     /// The services catalog
+    ///
+    /// Permission: `services:read`.
     #[oai(path = "/services", method = "get", operation_id = "list_services")]
     async fn list_services(
         &self,
@@ -430,6 +432,8 @@ impl CatalogApi {
     }
 
     /// One service
+    ///
+    /// Permission: `services:read`.
     #[oai(path = "/services/:id", method = "get", operation_id = "get_service")]
     async fn get_service(
         &self,
@@ -449,6 +453,8 @@ impl CatalogApi {
     }
 
     /// Add a service
+    ///
+    /// Permission: `services:manage`.
     #[oai(path = "/services", method = "post", operation_id = "create_service")]
     async fn create_service(
         &self,
@@ -529,6 +535,8 @@ impl CatalogApi {
     /// Change a service
     ///
     /// Set `active` to `false` to stop offering it; booked appointments keep it.
+    ///
+    /// Permission: `services:manage`.
     #[oai(
         path = "/services/:id",
         method = "patch",
@@ -608,6 +616,8 @@ impl CatalogApi {
     }
 
     /// Rooms and equipment
+    ///
+    /// Permission: `resources:read`.
     #[oai(path = "/resources", method = "get", operation_id = "list_resources")]
     async fn list_resources(
         &self,
@@ -633,6 +643,8 @@ impl CatalogApi {
     }
 
     /// Add a room or a piece of equipment
+    ///
+    /// Permission: `resources:manage`.
     #[oai(path = "/resources", method = "post", operation_id = "create_resource")]
     async fn create_resource(
         &self,
@@ -684,6 +696,8 @@ impl CatalogApi {
     }
 
     /// Rename or retire a room or piece of equipment
+    ///
+    /// Permission: `resources:manage`.
     #[oai(
         path = "/resources/:id",
         method = "patch",
@@ -734,6 +748,8 @@ impl CatalogApi {
     }
 
     /// The clinic's scheduling rules
+    ///
+    /// Permission: `agenda_settings:read`.
     #[oai(
         path = "/agenda-settings",
         method = "get",
@@ -756,6 +772,8 @@ impl CatalogApi {
     }
 
     /// Change the clinic's scheduling rules
+    ///
+    /// Permission: `agenda_settings:manage`.
     #[oai(
         path = "/agenda-settings",
         method = "patch",

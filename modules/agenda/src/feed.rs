@@ -158,6 +158,8 @@ impl FeedApi {
     /// Create a professional's calendar feed URL
     ///
     /// Professionals create their own; managers anyone's. A new URL retires the old one.
+    ///
+    /// Permission: `calendar_feeds:manage`.
     #[oai(
         path = "/professionals/:id/calendar-feed",
         method = "post",
@@ -216,6 +218,8 @@ impl FeedApi {
     }
 
     /// Revoke a professional's calendar feed URL
+    ///
+    /// Permission: `calendar_feeds:manage`.
     #[oai(
         path = "/professionals/:id/calendar-feed",
         method = "delete",

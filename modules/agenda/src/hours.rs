@@ -209,6 +209,8 @@ pub struct HoursApi;
 #[OpenApi(prefix_path = "/api/v1", tag = "AgendaTags::Agenda")]
 impl HoursApi {
     /// A professional's working hours
+    ///
+    /// Permission: `working_hours:read`.
     #[oai(
         path = "/professionals/:id/working-hours",
         method = "get",
@@ -243,6 +245,8 @@ impl HoursApi {
     }
 
     /// Replace a professional's working hours
+    ///
+    /// Permission: `working_hours:manage`.
     #[oai(
         path = "/professionals/:id/working-hours",
         method = "put",
@@ -337,6 +341,8 @@ impl HoursApi {
     /// Time off and blocked periods
     ///
     /// Those overlapping `from`–`to` (at most 366 days apart).
+    ///
+    /// Permission: `time_off:read`.
     #[oai(path = "/time-off", method = "get", operation_id = "list_time_off")]
     async fn list_time_off(
         &self,
@@ -379,6 +385,8 @@ impl HoursApi {
     ///
     /// For a professional (time off), a room or equipment (maintenance), or, with
     /// neither, the whole clinic.
+    ///
+    /// Permission: `time_off:manage`.
     #[oai(path = "/time-off", method = "post", operation_id = "create_time_off")]
     async fn create_time_off(
         &self,
@@ -450,6 +458,8 @@ impl HoursApi {
     }
 
     /// Remove a blocked period
+    ///
+    /// Permission: `time_off:manage`.
     #[oai(
         path = "/time-off/:id",
         method = "delete",
@@ -485,6 +495,8 @@ impl HoursApi {
     ///
     /// National holidays (closed unless the clinic opens), optional days off (open unless
     /// the clinic closes) and the clinic's own exceptions.
+    ///
+    /// Permission: `clinic_calendar:read`.
     #[oai(
         path = "/clinic-calendar",
         method = "get",
@@ -520,6 +532,8 @@ impl HoursApi {
     }
 
     /// Open or close the clinic on a day
+    ///
+    /// Permission: `clinic_calendar:manage`.
     #[oai(
         path = "/clinic-calendar/:day",
         method = "put",

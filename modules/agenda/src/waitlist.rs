@@ -283,6 +283,8 @@ pub struct WaitlistApi;
 #[OpenApi(prefix_path = "/api/v1", tag = "AgendaTags::Agenda")]
 impl WaitlistApi {
     /// Put a patient on the waitlist
+    ///
+    /// Permission: `waitlist:manage`.
     #[oai(
         path = "/waitlist",
         method = "post",
@@ -378,6 +380,8 @@ impl WaitlistApi {
     /// The waitlist
     ///
     /// Oldest first; by default the entries still waiting (`waiting` and `notified`).
+    ///
+    /// Permission: `waitlist:read`.
     #[oai(path = "/waitlist", method = "get", operation_id = "list_waitlist")]
     async fn list_waitlist(
         &self,
@@ -415,6 +419,8 @@ impl WaitlistApi {
     }
 
     /// Take a patient off the waitlist
+    ///
+    /// Permission: `waitlist:manage`.
     #[oai(
         path = "/waitlist/:id/withdraw",
         method = "post",

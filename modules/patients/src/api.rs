@@ -507,6 +507,8 @@ impl PatientsApi {
     ///
     /// A patient with the same CPF, or the same name and birth date, is a 409
     /// `possible_duplicate` naming the existing id, unless `allow_duplicate=true`.
+    ///
+    /// Permission: `patients:create`.
     #[oai(path = "/patients", method = "post", operation_id = "create_patient")]
     async fn create_patient(
         &self,
@@ -579,6 +581,8 @@ impl PatientsApi {
     ///
     /// `q` matches name and nickname, ignoring case and accents; `cpf` and `phone` match
     /// exactly. One audit event is written per page.
+    ///
+    /// Permission: `patients:list`.
     #[oai(path = "/patients", method = "get", operation_id = "list_patients")]
     #[expect(clippy::too_many_arguments, reason = "one argument per filter")]
     async fn list_patients(
@@ -763,6 +767,8 @@ impl PatientsApi {
     ///
     /// Writes an audit event, committed before the record is sent. Receptionists get the
     /// record without notes; finance gets name and contact only.
+    ///
+    /// Permission: `patients:read` or `patients:read_contact`.
     #[oai(path = "/patients/:id", method = "get", operation_id = "get_patient")]
     async fn get_patient(
         &self,
@@ -788,6 +794,8 @@ impl PatientsApi {
     }
 
     /// Change a patient
+    ///
+    /// Permission: `patients:update`.
     #[oai(
         path = "/patients/:id",
         method = "patch",
@@ -842,6 +850,8 @@ impl PatientsApi {
     /// Archive a patient
     ///
     /// Archived patients leave the default list; nothing is deleted.
+    ///
+    /// Permission: `patients:archive`.
     #[oai(
         path = "/patients/:id/archive",
         method = "post",
@@ -857,6 +867,8 @@ impl PatientsApi {
     }
 
     /// Bring an archived patient back
+    ///
+    /// Permission: `patients:archive`.
     #[oai(
         path = "/patients/:id/unarchive",
         method = "post",
@@ -874,6 +886,8 @@ impl PatientsApi {
     /// Who accessed this patient's data
     ///
     /// Newest first; the answer to a patient's "who saw my data".
+    ///
+    /// Permission: `patient_access_log:read`.
     #[oai(
         path = "/patients/:id/access-log",
         method = "get",
@@ -924,6 +938,8 @@ impl PatientsApi {
     ///
     /// For the WhatsApp assistant: answers the patient's id and first name only. Numbers
     /// with or without +55 and the ninth digit match the same patient.
+    ///
+    /// Permission: `patients:lookup`.
     #[oai(
         path = "/patient-lookup",
         method = "get",
@@ -967,6 +983,8 @@ impl PatientsApi {
     /// Register a patient with a name and phone only
     ///
     /// For the WhatsApp assistant. A patient with the same phone is a 409 naming them.
+    ///
+    /// Permission: `patients:create_minimal`.
     #[oai(
         path = "/patients/minimal",
         method = "post",
@@ -996,6 +1014,8 @@ impl PatientsApi {
     }
 
     /// A patient's guardians
+    ///
+    /// Permission: `guardians:read`.
     #[oai(
         path = "/patients/:id/guardians",
         method = "get",
@@ -1066,6 +1086,8 @@ impl PatientsApi {
     }
 
     /// Add a guardian
+    ///
+    /// Permission: `guardians:manage`.
     #[oai(
         path = "/patients/:id/guardians",
         method = "post",
@@ -1154,6 +1176,8 @@ impl PatientsApi {
     }
 
     /// Remove a guardian
+    ///
+    /// Permission: `guardians:manage`.
     #[oai(
         path = "/patients/:id/guardians/:guardian_id",
         method = "delete",
@@ -1194,6 +1218,8 @@ impl PatientsApi {
     /// A patient's consents
     ///
     /// The current state of each purpose is the latest decision in the log.
+    ///
+    /// Permission: `patient_consents:read`.
     #[oai(
         path = "/patients/:id/consents",
         method = "get",
@@ -1233,6 +1259,8 @@ impl PatientsApi {
     ///
     /// For a patient under 18 (in the clinic's time zone) a guardian decides: name them in
     /// `guardian_id`; without one the answer is a 422 `guardian_required`.
+    ///
+    /// Permission: `patient_consents:record`.
     #[oai(
         path = "/patients/:id/consents",
         method = "post",
@@ -1349,6 +1377,8 @@ impl PatientsApi {
     }
 
     /// Where patients come from
+    ///
+    /// Permission: `referral_origins:read`.
     #[oai(
         path = "/referral-origins",
         method = "get",
@@ -1380,6 +1410,8 @@ impl PatientsApi {
     }
 
     /// Add a referral origin
+    ///
+    /// Permission: `referral_origins:manage`.
     #[oai(
         path = "/referral-origins",
         method = "post",
@@ -1447,6 +1479,8 @@ impl PatientsApi {
     }
 
     /// Rename or retire a referral origin
+    ///
+    /// Permission: `referral_origins:manage`.
     #[oai(
         path = "/referral-origins/:code",
         method = "patch",

@@ -136,6 +136,8 @@ impl PhotosApi {
     /// Send the image itself as the body. JPEG, PNG, WebP and HEIC are accepted, judged by
     /// their bytes; metadata (EXIF with GPS, XMP, comments) is removed before storing.
     /// Replaces any previous profile photo.
+    ///
+    /// Permission: `patient_photos:upload`.
     #[oai(
         path = "/patients/:id/photo",
         method = "put",
@@ -244,6 +246,8 @@ impl PhotosApi {
     /// Download the patient's profile photo
     ///
     /// Served as an attachment. Writes an audit event.
+    ///
+    /// Permission: `patient_photos:read`.
     #[oai(
         path = "/patients/:id/photo",
         method = "get",

@@ -196,6 +196,8 @@ pub struct WhatsappApi;
 #[OpenApi(prefix_path = "/api/v1", tag = "WhatsappTags::Whatsapp")]
 impl WhatsappApi {
     /// The clinic's WhatsApp settings
+    ///
+    /// Permission: `whatsapp_settings:manage`.
     #[oai(
         path = "/whatsapp/settings",
         method = "get",
@@ -221,6 +223,8 @@ impl WhatsappApi {
     ///
     /// The phone number id routes Meta's webhooks to this clinic: a number another clinic
     /// uses is a 409. The access token is stored sealed under the clinic's key.
+    ///
+    /// Permission: `whatsapp_settings:manage`.
     #[oai(
         path = "/whatsapp/settings",
         method = "put",

@@ -105,6 +105,8 @@ impl ConversationsApi {
     /// The clinic's WhatsApp conversations
     ///
     /// Those needing a person first, then the most recent. One audit event per page.
+    ///
+    /// Permission: `whatsapp_conversations:read`.
     #[oai(
         path = "/conversations",
         method = "get",
@@ -158,6 +160,8 @@ impl ConversationsApi {
     /// The messages of a conversation
     ///
     /// Oldest first, with delivery statuses and failures. The read is audited.
+    ///
+    /// Permission: `whatsapp_conversations:read`.
     #[oai(
         path = "/conversations/:id/messages",
         method = "get",
@@ -204,6 +208,8 @@ impl ConversationsApi {
     ///
     /// Only within 24 hours of the contact's last message (outside it WhatsApp accepts
     /// templates only): a 409 `window_closed` otherwise.
+    ///
+    /// Permission: `whatsapp_conversations:reply`.
     #[oai(
         path = "/conversations/:id/messages",
         method = "post",
@@ -286,6 +292,8 @@ impl ConversationsApi {
     ///
     /// Staff are done: the assistant answers the contact's next messages again, and the
     /// conversation no longer asks for attention.
+    ///
+    /// Permission: `whatsapp_conversations:reply`.
     #[oai(
         path = "/conversations/:id/hand-back",
         method = "post",
@@ -334,6 +342,8 @@ impl ConversationsApi {
     /// For a contact who asked the clinic directly: no more reminders, confirmations or
     /// offers (answers to their own messages still go), and, for a patient, the WhatsApp
     /// consent withdrawn in the consent log.
+    ///
+    /// Permission: `whatsapp_conversations:manage`.
     #[oai(
         path = "/conversations/:id/opt-out",
         method = "post",
@@ -397,6 +407,8 @@ impl ConversationsApi {
     ///
     /// At the contact's request: every stored message, transcript and status goes, and
     /// the conversation's key is destroyed. Appointments are not touched.
+    ///
+    /// Permission: `whatsapp_conversations:manage`.
     #[oai(
         path = "/conversations/:id/messages",
         method = "delete",
