@@ -7,6 +7,8 @@
 //! the session, and every entry point sets (or clears) it before its first statement, so a
 //! pooled connection never lends one user's tenant to the next.
 
+use std::cell::Cell;
+use std::future::Future;
 use std::time::Duration;
 
 use diesel::Connection as _;
@@ -46,6 +48,64 @@ pub enum DbError {
 impl From<PoolError> for DbError {
     fn from(err: PoolError) -> Self {
         DbError::Unavailable(err.to_string())
+    }
+}
+
+/// What the transactions of one attempt at a request did: whether one lost its connection
+/// before committing, and whether anything committed (or may have). An attempt that lost
+/// a connection and committed nothing changed nothing, so it can be run again; see
+/// [`Attempt::run`] and the HTTP layer's use of it.
+#[derive(Debug, Default)]
+pub struct Attempt {
+    lost: Cell<bool>,
+    /// Something committed, a commit's fate is unknown, or an effect outside the database
+    /// happened: running the attempt again could do it twice.
+    done_something: Cell<bool>,
+}
+
+tokio::task_local! {
+    static ATTEMPT: Attempt;
+}
+
+impl Attempt {
+    /// Runs `work`, telling afterwards whether it may be run again because a lost
+    /// connection failed it before it changed anything.
+    pub async fn run<F: Future>(work: F) -> (F::Output, bool) {
+        ATTEMPT
+            .scope(Attempt::default(), async move {
+                let output = work.await;
+                let repeatable = ATTEMPT.with(|a| a.lost.get() && !a.done_something.get());
+                (output, repeatable)
+            })
+            .await
+    }
+
+    fn note(change: impl FnOnce(&Attempt)) {
+        let _ = ATTEMPT.try_with(change);
+    }
+
+    /// Records an effect outside the database (a plugin call, a message sent), so that
+    /// the attempt is not repeated.
+    pub fn acted_outside() {
+        Self::note(|a| a.done_something.set(true));
+    }
+}
+
+/// Whether `err` means the connection is gone (closed, or its server process told to
+/// stop), rather than that the statement failed.
+pub fn connection_lost(err: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind as Kind, Error};
+    match err {
+        Error::DatabaseError(Kind::ClosedConnection | Kind::UnableToSendCommand, _) => true,
+        Error::BrokenTransactionManager => true,
+        // SQLSTATE class 57 (operator intervention), which diesel reports only by its
+        // message: pg_terminate_backend, a shutdown, a crash restart.
+        Error::DatabaseError(Kind::Unknown, info) => {
+            let message = info.message();
+            message.starts_with("terminating connection")
+                || message.starts_with("the database system is")
+        }
+        _ => false,
     }
 }
 
@@ -201,8 +261,10 @@ impl Db {
                 .await
                 .map_err(|e| E::from(classify(e)))
         };
-        let ((), value) = futures::try_join!(setting, f(shared))?;
-        Ok(value)
+        match futures::try_join!(setting, f(shared)) {
+            Ok(((), value)) => Ok(value),
+            Err(err) => Err(lost_or(&conn, err).await),
+        }
     }
 
     /// Runs `f` as [`SYSTEM_ROLE`], across tenants. For kernel jobs only (the event
@@ -261,37 +323,64 @@ where
     T: Send + 'a,
     E: From<DbError> + Send + 'a,
 {
-    let failed = |e: diesel::result::Error| E::from(classify(e));
-    AnsiTransactionManager::begin_transaction_sql(conn, begin)
-        .await
-        .map_err(failed)?;
-    match f(conn).await {
-        Ok(value) => {
-            AnsiTransactionManager::commit_transaction(conn)
-                .await
-                .map_err(failed)?;
-            Ok(value)
+    if let Err(err) = AnsiTransactionManager::begin_transaction_sql(conn, begin).await {
+        let err = classify(err);
+        if matches!(err, DbError::Unavailable(_)) {
+            Attempt::note(|a| a.lost.set(true));
         }
+        return Err(E::from(err));
+    }
+    match f(conn).await {
+        Ok(value) => match AnsiTransactionManager::commit_transaction(conn).await {
+            Ok(()) => {
+                Attempt::note(|a| a.done_something.set(true));
+                Ok(value)
+            }
+            Err(err) => {
+                let err = classify(err);
+                if matches!(err, DbError::Unavailable(_)) {
+                    // The commit may have reached the server before the connection went.
+                    Attempt::note(|a| a.done_something.set(true));
+                }
+                Err(E::from(err))
+            }
+        },
         Err(err) => {
             // A failed rollback marks the connection broken; the pool then discards it.
-            let _ = AnsiTransactionManager::rollback_transaction(conn).await;
+            // The server rolls back a transaction whose connection it lost, so nothing of
+            // it happened.
+            if AnsiTransactionManager::rollback_transaction(conn)
+                .await
+                .is_err()
+            {
+                Attempt::note(|a| a.lost.set(true));
+                return Err(E::from(DbError::Unavailable("connection lost".into())));
+            }
             Err(err)
+        }
+    }
+}
+
+/// `err`, or [`DbError::Unavailable`] if the connection it came from no longer answers
+/// (whatever error the statement reported when its server process went away).
+async fn lost_or<E: From<DbError>>(conn: &AsyncPgConnection, err: E) -> E {
+    use diesel_async::SimpleAsyncConnection;
+    let mut probe = conn;
+    match probe.batch_execute("SELECT 1").await {
+        Ok(()) => err,
+        Err(_) => {
+            Attempt::note(|a| a.lost.set(true));
+            E::from(DbError::Unavailable("connection lost".into()))
         }
     }
 }
 
 /// Tells a lost connection apart from a failed query.
 fn classify(err: diesel::result::Error) -> DbError {
-    use diesel::result::{DatabaseErrorKind, Error};
-    match err {
-        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
-            DbError::Unavailable(info.message().to_owned())
-        }
-        Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, info) => {
-            DbError::Unavailable(info.message().to_owned())
-        }
-        Error::BrokenTransactionManager => DbError::Unavailable("broken connection".into()),
-        other => DbError::Query(other),
+    if connection_lost(&err) {
+        DbError::Unavailable(err.to_string())
+    } else {
+        DbError::Query(err)
     }
 }
 

@@ -95,7 +95,7 @@ impl From<diesel::result::Error> for Error {
         use diesel::result::{DatabaseErrorKind as Kind, Error as D};
         match err {
             D::NotFound => Error::NotFound { what: "resource" },
-            D::DatabaseError(Kind::ClosedConnection, _) => Error::Unavailable,
+            lost if crate::db::connection_lost(&lost) => Error::Unavailable,
             D::DatabaseError(Kind::SerializationFailure, _) => Error::conflict(
                 "concurrent_update",
                 "the resource changed concurrently; retry",

@@ -10,6 +10,7 @@ mod appointments;
 mod auth;
 mod crypto;
 mod fakes;
+mod faults;
 mod http;
 mod jobs;
 mod outbox;

@@ -14,6 +14,30 @@ use uuid::Uuid;
 
 pub const PASSWORD: &str = "correct horse battery";
 
+/// With `HARMONY_TEST_LOG` set to a file, every test's server logs there, as JSON, at every
+/// level Harmony's own crates use (`scripts/test` then checks the file for personal data
+/// and secrets with `scripts/check-logs`). Installed once per test binary.
+fn capture_logs() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let Some(path) = std::env::var_os("HARMONY_TEST_LOG") else {
+            return;
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .expect("the log capture file");
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info,harmony=trace"))
+            .json()
+            .flatten_event(true)
+            .with_writer(std::sync::Mutex::new(file))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one log subscriber");
+    });
+}
+
 fn admin_url(database: &str) -> String {
     let base = std::env::var("HARMONY_TEST_PG")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
@@ -155,6 +179,14 @@ impl TestDb {
             .expect("app connection")
     }
 
+    /// A superuser connection to another database of the cluster (`postgres`, to change
+    /// this one while nothing may connect to it).
+    pub async fn admin_connection_to(&self, database: &str) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&admin_url(database))
+            .await
+            .expect("admin connection")
+    }
+
     /// A connection as the superuser, to inspect what the application cannot see.
     pub async fn admin_connection(&self) -> AsyncPgConnection {
         AsyncPgConnection::establish(&admin_url(&self.name))
@@ -225,6 +257,7 @@ impl TestApp {
 
     /// Starts with a configuration adjusted by `adjust`.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        capture_logs();
         let db = TestDb::new().await;
         let mut config = db.config();
         adjust(&mut config);
@@ -463,6 +496,19 @@ impl Caller {
             request = request.json(&body);
         }
         Reply::from(request.send().await.expect("request")).await
+    }
+
+    /// [`Caller::send`], with `None` when no answer came (the connection failed or the
+    /// client's timeout passed).
+    pub async fn try_send(&self, method: Method, path: &str, body: Option<Value>) -> Option<Reply> {
+        let mut request = self.client.request(method, format!("{}{path}", self.app));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        Some(Reply::from(request.send().await.ok()?).await)
     }
 
     pub async fn get(&self, path: &str) -> Reply {

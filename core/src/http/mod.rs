@@ -4,6 +4,7 @@
 pub mod idempotency;
 pub mod pagination;
 pub mod problem;
+mod retry;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures::StreamExt as _;
-use poem::http::{HeaderValue, StatusCode, header};
+use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
 use uuid::Uuid;
 
@@ -86,7 +87,12 @@ pub async fn serve_request<E: Endpoint>(
             let body = req.take_body();
             req.set_body(limit_body(body, body_limit, overflowed.clone()));
         }
-        next.get_response(req).await
+        // Kept to repeat the request if need be: JSON-sized bodies and bodiless reads.
+        let keepable = match declared {
+            Some(len) => len <= limits.json as u64,
+            None => matches!(method, Method::GET | Method::HEAD | Method::DELETE),
+        };
+        retry::serve(&*next, req, keepable).await
     };
     if overflowed.load(Ordering::Relaxed) {
         response = too_large(body_limit).into_response();

@@ -136,6 +136,8 @@ fn query_map(req: &Request) -> BTreeMap<String, String> {
 
 /// Serves `/api/v1/plugins/{name}/{rest}`.
 pub async fn serve(req: Request, body: Body) -> Response {
+    // A plugin may act outside Harmony's database: never repeat its requests.
+    crate::db::Attempt::acted_outside();
     let mut response = match handle(&req, body).await {
         Ok(response) => response,
         Err(problem) => problem.into_response(),
