@@ -300,14 +300,20 @@ pub struct AuditEvent {
     pub occurred_at: DateTime<Utc>,
     /// `user`, `assistant`, `plugin` or `system`.
     pub actor_kind: String,
+    #[oai(nullable)]
     pub actor_id: Option<Uuid>,
+    #[oai(nullable)]
     pub subject_kind: Option<String>,
+    #[oai(nullable)]
     pub subject_id: Option<Uuid>,
     pub resource: String,
     pub action: String,
     #[oai(skip)]
+    #[oai(nullable)]
     pub ip: Option<IpNet>,
+    #[oai(nullable)]
     pub user_agent: Option<String>,
+    #[oai(nullable)]
     pub request_id: Option<String>,
 }
 
@@ -316,6 +322,7 @@ pub struct AuditEvent {
 pub struct AuditEventPage {
     pub items: Vec<AuditEventView>,
     /// Pass as `cursor` for the next page; absent on the last one.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 
@@ -325,6 +332,7 @@ pub struct AuditEventView {
     #[oai(flatten)]
     pub event: AuditEvent,
     /// The client address.
+    #[oai(nullable)]
     pub ip: Option<String>,
 }
 

@@ -42,6 +42,7 @@ pub struct ConsentRecord {
     pub granted: bool,
     pub channel: String,
     pub recorded_at: DateTime<Utc>,
+    #[oai(nullable)]
     pub recorded_by: Option<Uuid>,
 }
 

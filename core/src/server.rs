@@ -27,9 +27,55 @@ pub fn openapi_service<A: OpenApi>(api: A) -> OpenApiService<A, ()> {
 
 /// The OpenAPI document of a composed API, as written to `openapi/harmony.json`.
 pub fn openapi_document<A: OpenApi>(api: A) -> String {
-    let mut spec = openapi_service(api).spec();
+    let mut spec = plain_refs(&openapi_service(api).spec());
     spec.push('\n');
     spec
+}
+
+/// `spec` with every property that refers to another schema written
+/// `{"allOf": [{"$ref": ...}], "description": ..., "nullable": true}`: poem puts the
+/// description and nullability in a second `allOf` member, which says the same but which
+/// some client generators (openapi-python-client) cannot read for an enum.
+fn plain_refs(spec: &str) -> String {
+    fn walk(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(object) => {
+                let patch = match object.get_mut("allOf") {
+                    Some(serde_json::Value::Array(members))
+                        if members.len() == 2
+                            && members[0].get("$ref").is_some()
+                            && members[1].as_object().is_some_and(|m| {
+                                m.keys().all(|k| {
+                                    matches!(
+                                        k.as_str(),
+                                        "description"
+                                            | "nullable"
+                                            | "default"
+                                            | "readOnly"
+                                            | "writeOnly"
+                                            | "deprecated"
+                                    )
+                                })
+                            }) =>
+                    {
+                        members.pop()
+                    }
+                    _ => None,
+                };
+                if let Some(serde_json::Value::Object(patch)) = patch {
+                    object.extend(patch);
+                }
+                object.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let Ok(mut document) = serde_json::from_str::<serde_json::Value>(spec) else {
+        return spec.to_owned();
+    };
+    walk(&mut document);
+    serde_json::to_string_pretty(&document).unwrap_or_else(|_| spec.to_owned())
 }
 
 fn prometheus() -> &'static PrometheusHandle {
@@ -48,8 +94,10 @@ pub fn routes<A: OpenApi + 'static>(kernel: Kernel, api: A) -> impl Endpoint + '
     let metrics = prometheus();
     let service = openapi_service(api);
     // The served document describes the loaded plugins' routes as well.
-    let document =
-        crate::plugins::routes::document_with_plugins(&service.spec(), kernel.plugins.plugins());
+    let document = crate::plugins::routes::document_with_plugins(
+        &plain_refs(&service.spec()),
+        kernel.plugins.plugins(),
+    );
     let spec = make_sync(move |_| {
         poem::Response::builder()
             .content_type("application/json; charset=utf-8")

@@ -36,6 +36,7 @@ pub struct NewOwner {
     /// At least 10 characters.
     #[oai(write_only)]
     pub password: String,
+    #[oai(nullable)]
     pub phone: Option<String>,
 }
 
@@ -59,6 +60,7 @@ pub struct LoginRequest {
     #[oai(write_only)]
     pub password: String,
     /// The clinic to act in; defaults to the first clinic the user joined.
+    #[oai(nullable)]
     pub tenant_id: Option<Uuid>,
 }
 
@@ -90,6 +92,7 @@ pub struct AcceptInvitationRequest {
     /// Required when the invited person has no password yet; ignored otherwise (an
     /// existing account's credentials are never replaced by an invitation).
     #[oai(write_only)]
+    #[oai(nullable)]
     pub password: Option<String>,
 }
 

@@ -34,14 +34,16 @@ pub struct ProblemBody {
     /// The request id, also sent as `X-Request-Id`; quote it when reporting a problem.
     #[oai(skip_serializing_if_is_none)]
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(nullable)]
     pub request_id: Option<String>,
     /// The invalid fields, for `invalid_fields`.
-    #[oai(skip_serializing_if_is_empty)]
+    #[oai(skip_serializing_if_is_empty, default)]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
     /// Extra data some problems carry (e.g. the id of an existing duplicate).
     #[oai(skip_serializing_if_is_none)]
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(nullable)]
     pub extra: Option<serde_json::Value>,
 }
 

@@ -28,12 +28,16 @@ pub struct UserProfile {
     pub id: Uuid,
     pub email: String,
     pub name: String,
+    #[oai(nullable)]
     pub phone: Option<String>,
     /// A storage reference to the profile photo.
+    #[oai(nullable)]
     pub photo_ref: Option<String>,
+    #[oai(nullable)]
     pub bio: Option<String>,
     pub specialties: Vec<String>,
     /// E.g. `CRM-SP 123456`, `CRBM 1234`, `COREN-RJ 56789`.
+    #[oai(nullable)]
     pub professional_registry: Option<String>,
 }
 
@@ -48,11 +52,17 @@ pub struct Me {
 /// Changes to one's own profile; absent fields are kept, `null` clears.
 #[derive(Debug, Object)]
 pub struct ProfileUpdate {
+    #[oai(nullable)]
     pub name: Option<String>,
+    #[oai(nullable)]
     pub phone: MaybeUndefined<String>,
+    #[oai(nullable)]
     pub photo_ref: MaybeUndefined<String>,
+    #[oai(nullable)]
     pub bio: MaybeUndefined<String>,
+    #[oai(nullable)]
     pub specialties: Option<Vec<String>>,
+    #[oai(nullable)]
     pub professional_registry: MaybeUndefined<String>,
 }
 
@@ -94,7 +104,9 @@ pub struct Invitation {
     /// Give this to the invitee (e.g. in a link) to choose a password at
     /// `POST /api/v1/auth/accept-invitation`. Absent when the person already has an
     /// account: they log in with their own password.
+    #[oai(nullable)]
     pub invitation_token: Option<String>,
+    #[oai(nullable)]
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -114,9 +126,12 @@ pub struct RolesUpdate {
 pub struct Professional {
     pub user_id: Uuid,
     pub name: String,
+    #[oai(nullable)]
     pub photo_ref: Option<String>,
+    #[oai(nullable)]
     pub bio: Option<String>,
     pub specialties: Vec<String>,
+    #[oai(nullable)]
     pub professional_registry: Option<String>,
 }
 

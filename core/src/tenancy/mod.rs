@@ -128,13 +128,17 @@ const LOCALES: [&str; 3] = ["pt-BR", "en-US", "es"];
 pub struct Clinic {
     pub id: Uuid,
     pub name: String,
+    #[oai(nullable)]
     pub legal_name: Option<String>,
     /// 14 digits, unformatted.
+    #[oai(nullable)]
     pub cnpj: Option<String>,
     /// IANA time zone used for working hours, reminders and reports.
     pub time_zone: String,
     pub locale: String,
+    #[oai(nullable)]
     pub contact_email: Option<String>,
+    #[oai(nullable)]
     pub contact_phone: Option<String>,
     pub created_at: DateTime<Utc>,
 }
@@ -143,12 +147,17 @@ pub struct Clinic {
 #[derive(Debug, Clone, Object)]
 pub struct NewClinic {
     pub name: String,
+    #[oai(nullable)]
     pub legal_name: Option<String>,
     /// Optional; `00.000.000/0000-00` or 14 digits, check digits verified.
+    #[oai(nullable)]
     pub cnpj: Option<String>,
     /// IANA name; defaults to `America/Sao_Paulo`.
+    #[oai(nullable)]
     pub time_zone: Option<String>,
+    #[oai(nullable)]
     pub contact_email: Option<String>,
+    #[oai(nullable)]
     pub contact_phone: Option<String>,
 }
 
@@ -244,13 +253,20 @@ impl ValidClinic {
 /// Changes to a clinic's settings; absent fields are left as they are, `null` clears.
 #[derive(Debug, Object)]
 pub struct ClinicUpdate {
+    #[oai(nullable)]
     pub name: Option<String>,
+    #[oai(nullable)]
     pub legal_name: MaybeUndefined<String>,
+    #[oai(nullable)]
     pub cnpj: MaybeUndefined<String>,
+    #[oai(nullable)]
     pub time_zone: Option<String>,
     /// One of `pt-BR`, `en-US`, `es`.
+    #[oai(nullable)]
     pub locale: Option<String>,
+    #[oai(nullable)]
     pub contact_email: MaybeUndefined<String>,
+    #[oai(nullable)]
     pub contact_phone: MaybeUndefined<String>,
 }
 

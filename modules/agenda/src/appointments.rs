@@ -75,8 +75,10 @@ pub struct NewAppointment {
     /// When the first service starts: RFC 3339 with offset, on the clinic's grid.
     pub start: String,
     /// Front-desk notes, up to 2,000 characters.
+    #[oai(nullable)]
     pub notes: Option<String>,
     /// Who asked for it (default `clinic`).
+    #[oai(nullable)]
     pub booked_by: Option<Party>,
     /// Book outside working hours (a squeeze-in); front-desk roles only. Overlaps are
     /// refused all the same.
@@ -219,8 +221,10 @@ pub async fn book(kernel: &Kernel, actor: &Actor, request: Booking) -> Result<Ap
 #[derive(Debug, Clone, Object)]
 pub struct Cancellation {
     /// Up to 500 characters.
+    #[oai(nullable)]
     pub reason: Option<String>,
     /// Who cancelled (default `clinic`).
+    #[oai(nullable)]
     pub cancelled_by: Option<Party>,
 }
 
@@ -240,11 +244,13 @@ pub struct Reschedule {
     /// The new start: RFC 3339 with offset, on the clinic's grid.
     pub start: String,
     /// Another professional who performs every service of the visit.
+    #[oai(nullable)]
     pub professional_id: Option<Uuid>,
     /// As when booking: front-desk roles only.
     #[oai(default)]
     pub outside_hours: bool,
     /// Who asked for it (default `clinic`).
+    #[oai(nullable)]
     pub requested_by: Option<Party>,
 }
 
@@ -440,8 +446,10 @@ pub struct NewSeries {
     /// 1 to 52.
     pub every_weeks: i32,
     /// How many occurrences (2 to 52, the first included); or give `until`.
+    #[oai(nullable)]
     pub count: Option<i32>,
     /// The last day an occurrence may fall on (at most 52 occurrences); or give `count`.
+    #[oai(nullable)]
     pub until: Option<String>,
     pub on_conflict: OnConflict,
 }
@@ -647,6 +655,7 @@ pub async fn book_series(
 pub struct AppointmentPage {
     pub items: Vec<Appointment>,
     /// Pass as `cursor` for the next page; absent on the last one.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 

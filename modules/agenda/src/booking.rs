@@ -674,6 +674,7 @@ pub struct AppointmentService {
     pub start: DateTime<FixedOffset>,
     pub end: DateTime<FixedOffset>,
     /// The room or equipment it uses, if it needs one.
+    #[oai(nullable)]
     pub resource_id: Option<Uuid>,
     pub price_cents: i64,
 }
@@ -698,19 +699,27 @@ pub struct Appointment {
     pub price_cents: i64,
     pub currency: String,
     /// Front-desk notes (clinical notes belong in the patient's record).
+    #[oai(nullable)]
     pub notes: Option<String>,
     /// The recurring series it belongs to, if any.
+    #[oai(nullable)]
     pub series_id: Option<Uuid>,
     /// `clinic` or `patient`.
     pub booked_by: String,
+    #[oai(nullable)]
     pub cancel_reason: Option<String>,
     /// `clinic` or `patient`.
+    #[oai(nullable)]
     pub cancelled_by: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    #[oai(nullable)]
     pub confirmed_at: Option<DateTime<Utc>>,
+    #[oai(nullable)]
     pub checked_in_at: Option<DateTime<Utc>>,
+    #[oai(nullable)]
     pub completed_at: Option<DateTime<Utc>>,
+    #[oai(nullable)]
     pub cancelled_at: Option<DateTime<Utc>>,
 }
 

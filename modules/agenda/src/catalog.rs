@@ -40,6 +40,7 @@ pub const CATEGORIES: [&str; 9] = [
 pub struct Service {
     pub id: Uuid,
     pub name: String,
+    #[oai(nullable)]
     pub description: Option<String>,
     /// `facial`, `body`, `injectables`, `laser`, `consultation`, `hair_removal`, `massage`,
     /// `nails` or `other`.
@@ -51,6 +52,7 @@ pub struct Service {
     pub price_cents: i64,
     pub currency: String,
     /// `#rrggbb`, for the calendar.
+    #[oai(nullable)]
     pub color: Option<String>,
     pub active: bool,
     /// Who performs it.
@@ -62,27 +64,41 @@ pub struct Service {
 #[derive(Debug, Object)]
 pub struct NewService {
     pub name: String,
+    #[oai(nullable)]
     pub description: Option<String>,
     pub category: String,
     pub duration_minutes: i32,
+    #[oai(nullable)]
     pub buffer_after_minutes: Option<i32>,
     pub price_cents: i64,
+    #[oai(nullable)]
     pub color: Option<String>,
     pub professional_ids: Vec<Uuid>,
+    #[oai(nullable)]
     pub resource_ids: Option<Vec<Uuid>>,
 }
 
 #[derive(Debug, Object)]
 pub struct ServiceUpdate {
+    #[oai(nullable)]
     pub name: Option<String>,
+    #[oai(nullable)]
     pub description: MaybeUndefined<String>,
+    #[oai(nullable)]
     pub category: Option<String>,
+    #[oai(nullable)]
     pub duration_minutes: Option<i32>,
+    #[oai(nullable)]
     pub buffer_after_minutes: Option<i32>,
+    #[oai(nullable)]
     pub price_cents: Option<i64>,
+    #[oai(nullable)]
     pub color: MaybeUndefined<String>,
+    #[oai(nullable)]
     pub active: Option<bool>,
+    #[oai(nullable)]
     pub professional_ids: Option<Vec<Uuid>>,
+    #[oai(nullable)]
     pub resource_ids: Option<Vec<Uuid>>,
 }
 
@@ -125,7 +141,9 @@ pub struct NewResource {
 
 #[derive(Debug, Object)]
 pub struct ResourceUpdate {
+    #[oai(nullable)]
     pub name: Option<String>,
+    #[oai(nullable)]
     pub active: Option<bool>,
 }
 
@@ -151,9 +169,13 @@ pub struct AgendaSettings {
 
 #[derive(Debug, Object)]
 pub struct AgendaSettingsUpdate {
+    #[oai(nullable)]
     pub granularity_minutes: Option<i32>,
+    #[oai(nullable)]
     pub min_notice_minutes: Option<i32>,
+    #[oai(nullable)]
     pub max_advance_days: Option<i32>,
+    #[oai(nullable)]
     pub feed_shows_patient_name: Option<bool>,
 }
 

@@ -57,21 +57,27 @@ pub struct WorkingHoursUpdate {
 pub struct TimeOff {
     pub id: Uuid,
     /// The professional who is away; absent for a resource or the whole clinic.
+    #[oai(nullable)]
     pub professional_id: Option<Uuid>,
     /// The room or equipment that is unavailable.
+    #[oai(nullable)]
     pub resource_id: Option<Uuid>,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
+    #[oai(nullable)]
     pub reason: Option<String>,
 }
 
 #[derive(Debug, Object)]
 pub struct NewTimeOff {
+    #[oai(nullable)]
     pub professional_id: Option<Uuid>,
+    #[oai(nullable)]
     pub resource_id: Option<Uuid>,
     /// With an offset, e.g. `2026-12-24T13:00:00-03:00`.
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
+    #[oai(nullable)]
     pub reason: Option<String>,
 }
 
@@ -102,6 +108,7 @@ pub struct CalendarDay {
 pub struct CalendarDayUpdate {
     pub open: bool,
     /// E.g. a municipal holiday's name.
+    #[oai(nullable)]
     pub name: Option<String>,
 }
 

@@ -44,14 +44,19 @@ pub struct WaitlistEntry {
     pub patient_id: Uuid,
     pub service_id: Uuid,
     /// Any professional who performs the service, when absent.
+    #[oai(nullable)]
     pub professional_id: Option<Uuid>,
     /// Preferred periods; empty means any time.
     pub periods: Vec<Period>,
+    #[oai(nullable)]
     pub earliest: Option<NaiveDate>,
+    #[oai(nullable)]
     pub latest: Option<NaiveDate>,
     /// `waiting`, `notified` (a slot was offered; still waiting), `booked` or `withdrawn`.
     pub status: String,
+    #[oai(nullable)]
     pub notes: Option<String>,
+    #[oai(nullable)]
     pub notified_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }
@@ -61,14 +66,18 @@ pub struct WaitlistEntry {
 pub struct NewWaitlistEntry {
     pub patient_id: Uuid,
     pub service_id: Uuid,
+    #[oai(nullable)]
     pub professional_id: Option<Uuid>,
     #[oai(default)]
     pub periods: Vec<Period>,
     /// YYYY-MM-DD.
+    #[oai(nullable)]
     pub earliest: Option<NaiveDate>,
     /// YYYY-MM-DD, on or after `earliest`.
+    #[oai(nullable)]
     pub latest: Option<NaiveDate>,
     /// Up to 500 characters.
+    #[oai(nullable)]
     pub notes: Option<String>,
 }
 

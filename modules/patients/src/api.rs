@@ -40,26 +40,40 @@ pub struct Patient {
     /// only).
     pub view: String,
     pub full_name: String,
+    #[oai(nullable)]
     pub nickname: Option<String>,
     /// `000.000.000-00`.
+    #[oai(nullable)]
     pub cpf: Option<String>,
+    #[oai(nullable)]
     pub email: Option<String>,
     /// As it was typed.
+    #[oai(nullable)]
     pub phone: Option<String>,
     /// E.164, e.g. `+5511912345678`.
+    #[oai(nullable)]
     pub phone_e164: Option<String>,
     /// The WhatsApp id of the phone, e.g. `5511912345678`.
+    #[oai(nullable)]
     pub whatsapp_id: Option<String>,
+    #[oai(nullable)]
     pub birth_date: Option<NaiveDate>,
     /// Age in the clinic's time zone today.
+    #[oai(nullable)]
     pub age: Option<i32>,
     /// Under 18: consents are given by a guardian.
     pub minor: bool,
+    #[oai(nullable)]
     pub gender: Option<String>,
+    #[oai(nullable)]
     pub gender_description: Option<String>,
+    #[oai(nullable)]
     pub address: Option<Address>,
+    #[oai(nullable)]
     pub referral_origin: Option<String>,
+    #[oai(nullable)]
     pub photo_id: Option<Uuid>,
+    #[oai(nullable)]
     pub notes: Option<String>,
     pub tags: Vec<String>,
     /// `active` or `archived`.
@@ -76,12 +90,17 @@ pub struct Patient {
 pub struct PatientSummary {
     pub id: Uuid,
     pub full_name: String,
+    #[oai(nullable)]
     pub nickname: Option<String>,
+    #[oai(nullable)]
     pub phone: Option<String>,
+    #[oai(nullable)]
     pub email: Option<String>,
+    #[oai(nullable)]
     pub birth_date: Option<NaiveDate>,
     pub tags: Vec<String>,
     pub status: String,
+    #[oai(nullable)]
     pub photo_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
 }
@@ -90,6 +109,7 @@ pub struct PatientSummary {
 pub struct PatientPage {
     pub items: Vec<PatientSummary>,
     /// Pass as `cursor` for the next page; absent on the last one.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 
@@ -122,6 +142,7 @@ pub enum HandleCreated {
 #[derive(Debug, Object)]
 pub struct AccessLogPage {
     pub items: Vec<AuditEvent>,
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 
@@ -131,6 +152,7 @@ pub struct Guardian {
     pub id: Uuid,
     pub name: String,
     /// `000.000.000-00`; `null` once the patient's data was erased.
+    #[oai(nullable)]
     pub cpf: Option<String>,
     pub phone: String,
     /// `mother`, `father`, `legal_guardian`, `grandparent`, `sibling` or `other`.
@@ -182,6 +204,7 @@ pub struct NewConsent {
     /// `treatment_data`, `photos`, `whatsapp_contact` or `marketing`.
     pub purpose: String,
     /// For `photos`: limit the decision to one photo; absent means every photo.
+    #[oai(nullable)]
     pub photo_id: Option<Uuid>,
     /// `true` to grant, `false` to revoke.
     pub granted: bool,
@@ -190,10 +213,13 @@ pub struct NewConsent {
     /// `in_person`, `paper`, `web`, `whatsapp` or `phone`.
     pub channel: String,
     /// LGPD legal basis; defaults to `consent`.
+    #[oai(nullable)]
     pub legal_basis: Option<String>,
     /// Required for minors: the guardian who decides for them.
+    #[oai(nullable)]
     pub guardian_id: Option<Uuid>,
     /// Free-form evidence (e.g. a signed form's reference).
+    #[oai(nullable)]
     pub evidence: Option<serde_json::Value>,
 }
 
@@ -224,13 +250,16 @@ pub struct ReferralOrigin {
 #[derive(Debug, Object)]
 pub struct NewReferralOrigin {
     /// Lower-case letters, digits and `_`; derived from the label when absent.
+    #[oai(nullable)]
     pub code: Option<String>,
     pub label: String,
 }
 
 #[derive(Debug, Object)]
 pub struct ReferralOriginUpdate {
+    #[oai(nullable)]
     pub label: Option<String>,
+    #[oai(nullable)]
     pub active: Option<bool>,
 }
 

@@ -25,13 +25,20 @@ pub const CPF_INDEX: &str = "cpf";
 #[derive(Debug, Clone, Default, Object)]
 pub struct Address {
     /// `00000-000`.
+    #[oai(nullable)]
     pub cep: Option<String>,
+    #[oai(nullable)]
     pub street: Option<String>,
+    #[oai(nullable)]
     pub number: Option<String>,
+    #[oai(nullable)]
     pub complement: Option<String>,
+    #[oai(nullable)]
     pub district: Option<String>,
+    #[oai(nullable)]
     pub city: Option<String>,
     /// Two-letter state (UF), e.g. `SP`.
+    #[oai(nullable)]
     pub state: Option<String>,
 }
 
@@ -40,40 +47,63 @@ pub struct Address {
 pub struct NewPatient {
     pub full_name: String,
     /// How the clinic calls them.
+    #[oai(nullable)]
     pub nickname: Option<String>,
     /// `000.000.000-00` or 11 digits; check digits verified. Stored encrypted.
+    #[oai(nullable)]
     pub cpf: Option<String>,
+    #[oai(nullable)]
     pub email: Option<String>,
     /// As typed; Brazilian numbers may omit +55 and, for old mobiles, the ninth digit.
+    #[oai(nullable)]
     pub phone: Option<String>,
+    #[oai(nullable)]
     pub birth_date: Option<NaiveDate>,
     /// One of `female`, `male`, `non_binary`, `trans_female`, `trans_male`, `other`,
     /// `not_informed`.
+    #[oai(nullable)]
     pub gender: Option<String>,
     /// Free description when `gender` is `other`.
+    #[oai(nullable)]
     pub gender_description: Option<String>,
+    #[oai(nullable)]
     pub address: Option<Address>,
     /// A code from `GET /api/v1/referral-origins`.
+    #[oai(nullable)]
     pub referral_origin: Option<String>,
     /// Clinical notes; stored encrypted, readable by clinical roles only.
+    #[oai(nullable)]
     pub notes: Option<String>,
+    #[oai(nullable)]
     pub tags: Option<Vec<String>>,
 }
 
 /// Changes to a patient; absent fields are kept, `null` clears.
 #[derive(Debug, Clone, Object)]
 pub struct PatientUpdate {
+    #[oai(nullable)]
     pub full_name: Option<String>,
+    #[oai(nullable)]
     pub nickname: MaybeUndefined<String>,
+    #[oai(nullable)]
     pub cpf: MaybeUndefined<String>,
+    #[oai(nullable)]
     pub email: MaybeUndefined<String>,
+    #[oai(nullable)]
     pub phone: MaybeUndefined<String>,
+    #[oai(nullable)]
     pub birth_date: MaybeUndefined<NaiveDate>,
+    #[oai(nullable)]
     pub gender: MaybeUndefined<String>,
+    #[oai(nullable)]
     pub gender_description: MaybeUndefined<String>,
+    #[oai(nullable)]
     pub address: MaybeUndefined<Address>,
+    #[oai(nullable)]
     pub referral_origin: MaybeUndefined<String>,
+    #[oai(nullable)]
     pub notes: MaybeUndefined<String>,
+    #[oai(nullable)]
     pub tags: Option<Vec<String>>,
 }
 

@@ -30,8 +30,10 @@ pub struct WhatsappSettings {
     /// Whether the assistant answers and notices go out.
     pub enabled: bool,
     /// The Cloud API phone number id (digits), which routes Meta's webhooks here.
+    #[oai(nullable)]
     pub phone_number_id: Option<String>,
     /// The number as patients see it, e.g. `+55 11 4000-1234`.
+    #[oai(nullable)]
     pub display_phone_number: Option<String>,
     /// Whether an access token is stored (it is never shown).
     pub access_token_set: bool,
@@ -39,9 +41,12 @@ pub struct WhatsappSettings {
     pub reminder_offsets_minutes: Vec<i32>,
     pub templates: Templates,
     /// The clinic's address, as the assistant tells it.
+    #[oai(nullable)]
     pub address: Option<String>,
     /// Opening hours in words, as the assistant tells them.
+    #[oai(nullable)]
     pub opening_hours: Option<String>,
+    #[oai(nullable)]
     pub updated_at: Option<DateTime<Utc>>,
 }
 
@@ -51,20 +56,26 @@ pub struct WhatsappSettingsInput {
     #[oai(default = "yes")]
     pub enabled: bool,
     /// Digits only, 1 to 32.
+    #[oai(nullable)]
     pub phone_number_id: Option<String>,
+    #[oai(nullable)]
     pub display_phone_number: Option<String>,
     /// A Graph API access token with `whatsapp_business_messaging`. Absent: keep the
     /// stored one; `null`: remove it.
     #[oai(write_only)]
+    #[oai(nullable)]
     pub access_token: MaybeUndefined<String>,
     /// Minutes before the start, each from 15 to 10080 (a week), at most 4, distinct.
     #[oai(default = "default_offsets")]
     pub reminder_offsets_minutes: Vec<i32>,
-    #[oai(default)]
-    pub templates: Templates,
+    /// Absent or `null`: no templates.
+    #[oai(nullable)]
+    pub templates: Option<Templates>,
     /// At most 500 characters.
+    #[oai(nullable)]
     pub address: Option<String>,
     /// At most 500 characters.
+    #[oai(nullable)]
     pub opening_hours: Option<String>,
 }
 
@@ -134,7 +145,7 @@ impl WhatsappSettingsInput {
                 Err("at most 4 distinct minutes before the start, each from 15 to 10080"),
             );
         }
-        let templates = self.templates;
+        let templates = self.templates.unwrap_or_default();
         for (field, template) in [
             ("templates.reminder", &templates.reminder),
             ("templates.confirmation", &templates.confirmation),

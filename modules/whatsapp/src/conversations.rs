@@ -32,12 +32,17 @@ const MAX_PAGE: i64 = 100;
 pub struct ConversationSummary {
     pub id: Uuid,
     /// The WhatsApp id as it wrote in (it may lack the ninth digit).
+    #[oai(nullable)]
     pub wa_id: Option<String>,
     /// The business-scoped user id, for contacts without a phone.
+    #[oai(nullable)]
     pub user_id: Option<String>,
+    #[oai(nullable)]
     pub patient_id: Option<Uuid>,
     /// The name on the contact's WhatsApp profile.
+    #[oai(nullable)]
     pub profile_name: Option<String>,
+    #[oai(nullable)]
     pub last_message_at: Option<DateTime<Utc>>,
     /// Whether free-form messages can be sent (the contact wrote in the last 24 hours).
     pub window_open: bool,
@@ -57,6 +62,7 @@ pub struct ConversationMessage {
     /// `text`, `audio`, `interactive`, `button`, `template`…
     pub kind: String,
     /// What was written or sent; absent for media not transcribed or erased text.
+    #[oai(nullable)]
     pub text: Option<String>,
     /// `contact`, `assistant`, `staff` or `automation`.
     pub author: String,
@@ -64,7 +70,9 @@ pub struct ConversationMessage {
     /// played, failed.
     pub status: String,
     /// Meta's error code of a failed or retried send (131047: the 24-hour window closed).
+    #[oai(nullable)]
     pub error_code: Option<i32>,
+    #[oai(nullable)]
     pub error_detail: Option<String>,
     pub sent_at: DateTime<Utc>,
     pub status_at: DateTime<Utc>,
@@ -74,6 +82,7 @@ pub struct ConversationMessage {
 pub struct ConversationPage {
     pub items: Vec<ConversationSummary>,
     /// Pass as `before` for the next (older) page.
+    #[oai(nullable)]
     pub next_before: Option<DateTime<Utc>>,
 }
 
@@ -472,6 +481,7 @@ async fn summary_of(
 #[derive(Debug, Clone, Object)]
 pub struct OptOut {
     /// `in_person`, `paper`, `web`, `whatsapp` or `phone` (the default).
+    #[oai(nullable)]
     pub channel: Option<String>,
 }
 

@@ -73,14 +73,17 @@ pub struct Templates {
     /// `hora`, and quick replies Confirmar / Remarcar / Cancelar.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable)]
     pub reminder: Option<Template>,
     /// Confirmation of a booking or a new time; parameters `nome`, `servico`, `data`, `hora`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable)]
     pub confirmation: Option<Template>,
     /// A freed time offered to someone on the waitlist; parameters `nome`, `data`, `hora`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[oai(skip_serializing_if_is_none)]
+    #[oai(nullable)]
     pub waitlist: Option<Template>,
 }
 
