@@ -219,6 +219,8 @@ impl FeedApi {
 
     /// Revoke a professional's calendar feed URL
     ///
+    /// Professionals revoke their own; managers anyone's.
+    ///
     /// Permission: `calendar_feeds:manage`.
     #[oai(
         path = "/professionals/:id/calendar-feed",

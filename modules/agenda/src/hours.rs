@@ -253,6 +253,8 @@ impl HoursApi {
 
     /// Replace a professional's working hours
     ///
+    /// Managers set anyone's; a professional only their own (403 `own_hours_only`).
+    ///
     /// Permission: `working_hours:manage`.
     #[oai(
         path = "/professionals/:id/working-hours",
