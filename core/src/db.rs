@@ -7,8 +7,9 @@
 //! the session, and every entry point sets (or clears) it before its first statement, so a
 //! pooled connection never lends one user's tenant to the next.
 
-use std::cell::Cell;
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use diesel::Connection as _;
@@ -57,37 +58,46 @@ impl From<PoolError> for DbError {
 /// [`Attempt::run`] and the HTTP layer's use of it.
 #[derive(Debug, Default)]
 pub struct Attempt {
-    lost: Cell<bool>,
+    lost: AtomicBool,
     /// Something committed, a commit's fate is unknown, or an effect outside the database
     /// happened: running the attempt again could do it twice.
-    done_something: Cell<bool>,
+    done_something: AtomicBool,
 }
 
 tokio::task_local! {
-    static ATTEMPT: Attempt;
+    static ATTEMPT: Arc<Attempt>;
 }
 
 impl Attempt {
     /// Runs `work`, telling afterwards whether it may be run again because a lost
     /// connection failed it before it changed anything.
-    pub async fn run<F: Future>(work: F) -> (F::Output, bool) {
-        ATTEMPT
-            .scope(Attempt::default(), async move {
-                let output = work.await;
-                let repeatable = ATTEMPT.with(|a| a.lost.get() && !a.done_something.get());
-                (output, repeatable)
-            })
-            .await
+    pub fn run<F: Future>(work: F) -> impl Future<Output = (F::Output, bool)> {
+        use futures::FutureExt as _;
+        let attempt = Arc::new(Attempt::default());
+        // No async block around `work`: one would store the (large) endpoint future twice.
+        ATTEMPT.scope(attempt.clone(), work).map(move |output| {
+            let read = |flag: &AtomicBool| AtomicBool::load(flag, Ordering::Relaxed);
+            let repeatable = read(&attempt.lost) && !read(&attempt.done_something);
+            (output, repeatable)
+        })
     }
 
-    fn note(change: impl FnOnce(&Attempt)) {
-        let _ = ATTEMPT.try_with(change);
+    fn note(flag: fn(&Attempt) -> &AtomicBool) {
+        let _ = ATTEMPT.try_with(|a| flag(a).store(true, Ordering::Relaxed));
+    }
+
+    fn lost() {
+        Self::note(|a| &a.lost);
+    }
+
+    fn did_something() {
+        Self::note(|a| &a.done_something);
     }
 
     /// Records an effect outside the database (a plugin call, a message sent), so that
     /// the attempt is not repeated.
     pub fn acted_outside() {
-        Self::note(|a| a.done_something.set(true));
+        Self::did_something();
     }
 }
 
@@ -326,21 +336,21 @@ where
     if let Err(err) = AnsiTransactionManager::begin_transaction_sql(conn, begin).await {
         let err = classify(err);
         if matches!(err, DbError::Unavailable(_)) {
-            Attempt::note(|a| a.lost.set(true));
+            Attempt::lost();
         }
         return Err(E::from(err));
     }
     match f(conn).await {
         Ok(value) => match AnsiTransactionManager::commit_transaction(conn).await {
             Ok(()) => {
-                Attempt::note(|a| a.done_something.set(true));
+                Attempt::did_something();
                 Ok(value)
             }
             Err(err) => {
                 let err = classify(err);
                 if matches!(err, DbError::Unavailable(_)) {
                     // The commit may have reached the server before the connection went.
-                    Attempt::note(|a| a.done_something.set(true));
+                    Attempt::did_something();
                 }
                 Err(E::from(err))
             }
@@ -353,7 +363,7 @@ where
                 .await
                 .is_err()
             {
-                Attempt::note(|a| a.lost.set(true));
+                Attempt::lost();
                 return Err(E::from(DbError::Unavailable("connection lost".into())));
             }
             Err(err)
@@ -369,7 +379,7 @@ async fn lost_or<E: From<DbError>>(conn: &AsyncPgConnection, err: E) -> E {
     match probe.batch_execute("SELECT 1").await {
         Ok(()) => err,
         Err(_) => {
-            Attempt::note(|a| a.lost.set(true));
+            Attempt::lost();
             E::from(DbError::Unavailable("connection lost".into()))
         }
     }

@@ -63,24 +63,27 @@ impl Head {
 /// Serves `req` through `next`, again if its database connection was lost before it did
 /// anything. `keepable` says whether its body may be read into memory first.
 pub async fn serve<E: Endpoint>(next: &E, mut req: Request, keepable: bool) -> Response {
-    if !keepable {
-        return next.get_response(req).await;
-    }
-    let head = Head::of(&req);
-    let body = match req.take_body().into_bytes().await {
-        Ok(body) => body,
-        // The client went away or sent a broken body: let the endpoint answer as usual.
-        Err(_) => {
-            req.set_body(Body::empty());
-            return next.get_response(req).await;
+    let kept = if keepable {
+        let head = Head::of(&req);
+        match req.take_body().into_bytes().await {
+            Ok(body) => {
+                req.set_body(Body::from(body.clone()));
+                Some((head, body))
+            }
+            // The client went away or sent a broken body: let the endpoint answer as usual.
+            Err(_) => None,
         }
+    } else {
+        None
     };
-    req.set_body(Body::from(body.clone()));
+    // One place awaits the endpoint, so that this future holds one of its futures only.
     let mut attempt = 0;
     let mut current = req;
     loop {
-        // Boxed: the endpoint's future is large, and this one already holds another.
-        let (response, repeatable) = Attempt::run(Box::pin(next.get_response(current))).await;
+        let (response, repeatable) = Attempt::run(next.get_response(current)).await;
+        let Some((head, body)) = &kept else {
+            return response;
+        };
         if !(repeatable
             && attempt < REPEATS
             && response.status() == StatusCode::SERVICE_UNAVAILABLE)
