@@ -98,6 +98,7 @@ pub fn routes<A: OpenApi + 'static>(kernel: Kernel, api: A) -> impl Endpoint + '
         &plain_refs(&service.spec()),
         kernel.plugins.plugins(),
     );
+    let methods = std::sync::Arc::new(http::Methods::of_document(&document));
     let spec = make_sync(move |_| {
         poem::Response::builder()
             .content_type("application/json; charset=utf-8")
@@ -150,8 +151,9 @@ pub fn routes<A: OpenApi + 'static>(kernel: Kernel, api: A) -> impl Endpoint + '
             async move { Ok::<_, poem::Error>(idempotency::serve(&*ep, &kernel, req).await) }
         })
         .with(cors)
-        .around(move |ep, req| async move {
-            Ok::<_, poem::Error>(http::serve_request(ep, limits, req).await)
+        .around(move |ep, req| {
+            let methods = methods.clone();
+            async move { Ok::<_, poem::Error>(http::serve_request(ep, limits, &methods, req).await) }
         })
         .into_endpoint()
 }

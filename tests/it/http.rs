@@ -111,6 +111,45 @@ async fn malformed_input_is_a_4xx_problem_never_a_500() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_number_or_a_boolean_is_not_taken_for_text() {
+    let app = TestApp::start().await;
+    let owner = app.signup("Clínica Aurora").await;
+    for (path, body, field) in [
+        ("/api/v1/tenant", json!({"name": false}), "name"),
+        ("/api/v1/patients", json!({"full_name": 12345}), "full_name"),
+        (
+            "/api/v1/patients",
+            json!({"full_name": "Ana", "tags": ["vip", 7]}),
+            "tags[1]",
+        ),
+        (
+            "/api/v1/patients",
+            json!({"full_name": "Ana", "address": {"city": true}}),
+            "address.city",
+        ),
+    ] {
+        let method = if path == "/api/v1/tenant" {
+            Method::PATCH
+        } else {
+            Method::POST
+        };
+        let reply = owner.send(method, path, Some(body.clone())).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{body}: {}",
+            reply.body
+        );
+        let detail = reply.body["detail"].as_str().unwrap();
+        assert!(detail.contains(&format!("`{field}`")), "{body}: {detail}");
+    }
+    assert_eq!(
+        owner.get("/api/v1/tenant").await.body["name"],
+        "Clínica Aurora"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn text_is_stored_and_returned_exactly() {
     let app = TestApp::start().await;
     let owner = app.signup("Clínica Aurora").await;
@@ -244,4 +283,30 @@ async fn audit_events_are_paginated_newest_first_and_filtered() {
         3,
         "only this clinic's events"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_method_a_path_does_not_answer_is_a_405_that_lists_the_ones_it_does() {
+    let app = TestApp::start().await;
+    let owner = app.signup("Clínica Aurora").await;
+    for (method, path, allow) in [
+        (Method::DELETE, "/api/v1/tenant".to_owned(), "GET, PATCH"),
+        (Method::TRACE, "/api/v1/patients".to_owned(), "GET, POST"),
+        (
+            Method::PUT,
+            format!("/api/v1/patients/{}", uuid::Uuid::now_v7()),
+            "GET, PATCH",
+        ),
+        // A literal segment wins over a parameter in the same place.
+        (Method::GET, "/api/v1/patients/minimal".to_owned(), "POST"),
+    ] {
+        let reply = owner.send(method.clone(), &path, None).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_eq!(reply.code(), "method_not_allowed");
+        assert_eq!(reply.headers["allow"], allow, "{method} {path}");
+    }
 }

@@ -15,6 +15,7 @@ use crate::ApiTags;
 use crate::Kernel;
 use crate::db::TenantScope;
 use crate::error::Error;
+use crate::http::JsonBody;
 use crate::http::{ApiResult, RequestContext};
 use crate::rbac::Role;
 use crate::schema::{memberships, role_assignments, tenants, users};
@@ -123,7 +124,7 @@ impl AuthApi {
     async fn signup(
         &self,
         kernel: Data<&Kernel>,
-        body: Json<SignupRequest>,
+        body: JsonBody<SignupRequest>,
     ) -> ApiResult<SignupResult> {
         let SignupRequest { clinic, owner } = body.0;
         let mut fields = Fields::default();
@@ -201,7 +202,7 @@ impl AuthApi {
         &self,
         kernel: Data<&Kernel>,
         request: Data<&Arc<RequestContext>>,
-        body: Json<LoginRequest>,
+        body: JsonBody<LoginRequest>,
     ) -> ApiResult<Json<LoginResponse>> {
         let LoginRequest {
             email,
@@ -252,7 +253,7 @@ impl AuthApi {
     async fn refresh(
         &self,
         kernel: Data<&Kernel>,
-        body: Json<RefreshRequest>,
+        body: JsonBody<RefreshRequest>,
     ) -> ApiResult<Json<TokenPair>> {
         Ok(Json(refresh::rotate(&kernel, &body.0.refresh_token).await?))
     }
@@ -265,7 +266,7 @@ impl AuthApi {
     async fn logout(
         &self,
         kernel: Data<&Kernel>,
-        body: Json<RefreshRequest>,
+        body: JsonBody<RefreshRequest>,
     ) -> ApiResult<NoContent> {
         refresh::revoke(&kernel, &body.0.refresh_token).await?;
         Ok(NoContent::Done)
@@ -280,7 +281,7 @@ impl AuthApi {
     async fn accept_invitation(
         &self,
         kernel: Data<&Kernel>,
-        body: Json<AcceptInvitationRequest>,
+        body: JsonBody<AcceptInvitationRequest>,
     ) -> ApiResult<Json<TokenPair>> {
         let AcceptInvitationRequest { token, password } = body.0;
         let (tenant_id, invitation_id, secret) = crate::tenancy::parse_invitation(&token)?;

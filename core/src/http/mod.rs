@@ -2,6 +2,7 @@
 //! headers, problem+json for every error, and cursor pagination.
 
 pub mod idempotency;
+pub mod json;
 pub mod pagination;
 pub mod problem;
 mod retry;
@@ -16,6 +17,7 @@ use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
 use uuid::Uuid;
 
+pub use json::JsonBody;
 pub use problem::{ApiResult, Problem, ProblemBody};
 
 /// What the kernel knows about the request being served. Handlers reach it through
@@ -50,11 +52,63 @@ impl RequestContext {
     }
 }
 
+/// The methods each documented path answers, for the `Allow` header of a 405.
+#[derive(Debug, Default)]
+pub struct Methods {
+    /// Path templates split at `/` (`None` for a parameter), the ones with fewer
+    /// parameters first, each with its `Allow` value.
+    paths: Vec<(Vec<Option<String>>, HeaderValue)>,
+}
+
+impl Methods {
+    /// The methods of every path of an OpenAPI document.
+    pub fn of_document(document: &str) -> Self {
+        let document: serde_json::Value = serde_json::from_str(document).unwrap_or_default();
+        let mut paths: Vec<(Vec<Option<String>>, HeaderValue)> = document["paths"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(path, item)| {
+                let segments = path
+                    .split('/')
+                    .map(|s| (!s.starts_with('{')).then(|| s.to_owned()))
+                    .collect();
+                let mut methods: Vec<String> = item
+                    .as_object()?
+                    .keys()
+                    .filter(|m| matches!(m.as_str(), "get" | "put" | "post" | "delete" | "patch"))
+                    .map(|m| m.to_uppercase())
+                    .collect();
+                methods.sort();
+                Some((segments, HeaderValue::from_str(&methods.join(", ")).ok()?))
+            })
+            .collect();
+        paths.sort_by_key(|(segments, _)| segments.iter().filter(|s| s.is_none()).count());
+        Methods { paths }
+    }
+
+    /// The `Allow` value of the documented path `path` matches, if any.
+    fn allow(&self, path: &str) -> Option<&HeaderValue> {
+        let segments: Vec<&str> = path.split('/').collect();
+        self.paths
+            .iter()
+            .find(|(template, _)| {
+                template.len() == segments.len()
+                    && template
+                        .iter()
+                        .zip(&segments)
+                        .all(|(t, s)| t.as_deref().is_none_or(|t| t == *s))
+            })
+            .map(|(_, allow)| allow)
+    }
+}
+
 /// Wraps every request: assigns its id, enforces the body limit, turns any error into
 /// problem+json, adds security headers, and writes one access-log event.
 pub async fn serve_request<E: Endpoint>(
     next: Arc<E>,
     limits: BodyLimits,
+    methods: &Methods,
     mut req: Request,
 ) -> Response {
     let started = Instant::now();
@@ -70,7 +124,8 @@ pub async fn serve_request<E: Endpoint>(
     let ctx = Arc::new(RequestContext::new(request_id.clone(), ip, user_agent));
     req.extensions_mut().insert(ctx.clone());
     let method = req.method().clone();
-    let is_docs = req.uri().path().starts_with("/docs");
+    let uri = req.uri().clone();
+    let is_docs = uri.path().starts_with("/docs");
 
     // Refuse oversized bodies before reading them; cap the ones that do not say their size.
     let body_limit = limits.for_content_type(req.headers().get(header::CONTENT_TYPE));
@@ -104,6 +159,11 @@ pub async fn serve_request<E: Endpoint>(
         .unwrap_or("unmatched");
     let mut response = into_problem_if_error(response, &request_id).await;
     set_security_headers(&mut response, &request_id, is_docs);
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(allow) = methods.allow(uri.path())
+    {
+        response.headers_mut().insert(header::ALLOW, allow.clone());
+    }
 
     let status = response.status().as_u16();
     let elapsed = started.elapsed();

@@ -16,6 +16,7 @@ use crate::auth::{Actor, BearerAuth};
 use crate::config::PluginMode;
 use crate::error::{Error, FieldError};
 use crate::http::ApiResult;
+use crate::http::JsonBody;
 use crate::schema::plugin_installations as pi;
 use crate::tenancy::perm;
 use crate::{ApiTags, Kernel};
@@ -229,7 +230,7 @@ impl PluginsApi {
         kernel: Data<&Kernel>,
         auth: BearerAuth,
         name: Path<String>,
-        body: Json<PluginSettings>,
+        body: JsonBody<PluginSettings>,
     ) -> ApiResult<Json<PluginView>> {
         let actor = kernel.authorize(&auth, &perm::PLUGINS_MANAGE).await?;
         let plugin = loaded(&kernel, &name.0)?;

@@ -15,6 +15,7 @@ use super::{Clinic, ClinicUpdate, insert_member, insert_roles, perm};
 use crate::auth::{Actor, BearerAuth};
 use crate::error::Error;
 use crate::http::ApiResult;
+use crate::http::JsonBody;
 use crate::rbac::Role;
 use crate::schema::{invitations, memberships, role_assignments, tenants, users};
 use crate::util::{b64url_encode, random_bytes, sha256};
@@ -163,7 +164,7 @@ impl TenancyApi {
         &self,
         kernel: Data<&Kernel>,
         auth: BearerAuth,
-        body: Json<ProfileUpdate>,
+        body: JsonBody<ProfileUpdate>,
     ) -> ApiResult<Json<UserProfile>> {
         let actor = kernel.authorize(&auth, &perm::PROFILE_UPDATE).await?;
         let changes = validate_profile(body.0)?;
@@ -201,7 +202,7 @@ impl TenancyApi {
         &self,
         kernel: Data<&Kernel>,
         auth: BearerAuth,
-        body: Json<ClinicUpdate>,
+        body: JsonBody<ClinicUpdate>,
     ) -> ApiResult<Json<Clinic>> {
         let actor = kernel.authorize(&auth, &perm::TENANT_UPDATE).await?;
         let changes = body.0.validate()?;
@@ -247,7 +248,7 @@ impl TenancyApi {
         &self,
         kernel: Data<&Kernel>,
         auth: BearerAuth,
-        body: Json<InviteMember>,
+        body: JsonBody<InviteMember>,
     ) -> ApiResult<InviteResult> {
         let actor = kernel.authorize(&auth, &perm::MEMBERS_INVITE).await?;
         let InviteMember { email, name, roles } = body.0;
@@ -362,7 +363,7 @@ impl TenancyApi {
         kernel: Data<&Kernel>,
         auth: BearerAuth,
         user_id: Path<Uuid>,
-        body: Json<RolesUpdate>,
+        body: JsonBody<RolesUpdate>,
     ) -> ApiResult<Json<Member>> {
         let actor = kernel.authorize(&auth, &perm::MEMBERS_UPDATE_ROLES).await?;
         let target = user_id.0;

@@ -28,6 +28,7 @@ use crate::booking::{self, Appointment, AppointmentEvent, Booking, Party, Placem
 use crate::lifecycle::{Action, Status};
 use crate::schema::{appointment_series, appointments};
 use crate::{AgendaTags, perm, waitlist};
+use harmony_core::http::JsonBody;
 
 /// The most services one visit may hold.
 pub const MAX_SERVICES: usize = 5;
@@ -782,7 +783,7 @@ impl AppointmentsApi {
         &self,
         kernel: Data<&Kernel>,
         auth: BearerAuth,
-        body: Json<NewAppointment>,
+        body: JsonBody<NewAppointment>,
     ) -> ApiResult<Booked> {
         let actor = kernel.authorize(&auth, &perm::APPOINTMENTS_BOOK).await?;
         let request = body.0.validate()?;
@@ -902,7 +903,7 @@ impl AppointmentsApi {
         kernel: Data<&Kernel>,
         auth: BearerAuth,
         id: Path<Uuid>,
-        body: Json<Reschedule>,
+        body: JsonBody<Reschedule>,
     ) -> ApiResult<Json<Appointment>> {
         let actor = kernel.authorize(&auth, &perm::APPOINTMENTS_CHANGE).await?;
         let start = parse_instant("start", &body.0.start)?;
@@ -930,7 +931,7 @@ impl AppointmentsApi {
         kernel: Data<&Kernel>,
         auth: BearerAuth,
         id: Path<Uuid>,
-        body: Json<Cancellation>,
+        body: JsonBody<Cancellation>,
     ) -> ApiResult<Json<Appointment>> {
         let actor = kernel.authorize(&auth, &perm::APPOINTMENTS_CHANGE).await?;
         let reason = body.0.reason()?;
@@ -1061,7 +1062,7 @@ impl AppointmentsApi {
         &self,
         kernel: Data<&Kernel>,
         auth: BearerAuth,
-        body: Json<NewSeries>,
+        body: JsonBody<NewSeries>,
     ) -> ApiResult<SeriesCreated> {
         let actor = kernel.authorize(&auth, &perm::APPOINTMENTS_BOOK).await?;
         let booked = book_series(&kernel, &actor, &body.0).await?;
@@ -1083,7 +1084,7 @@ impl AppointmentsApi {
         kernel: Data<&Kernel>,
         auth: BearerAuth,
         id: Path<Uuid>,
-        body: Json<Cancellation>,
+        body: JsonBody<Cancellation>,
     ) -> ApiResult<Json<AppointmentPage>> {
         let actor = kernel.authorize(&auth, &perm::APPOINTMENTS_CHANGE).await?;
         let reason = body.0.reason()?;

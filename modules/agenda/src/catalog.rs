@@ -22,6 +22,7 @@ use crate::schema::{
     agenda_settings, resources, service_professionals, service_resources, services,
 };
 use crate::{AgendaTags, perm};
+use harmony_core::http::JsonBody;
 
 pub const CATEGORIES: [&str; 9] = [
     "facial",
@@ -482,7 +483,7 @@ impl CatalogApi {
         &self,
         kernel: Data<&Kernel>,
         auth: BearerAuth,
-        body: Json<NewService>,
+        body: JsonBody<NewService>,
     ) -> ApiResult<ServiceCreated> {
         let actor = kernel.authorize(&auth, &perm::SERVICES_MANAGE).await?;
         let input = body.0;
@@ -569,7 +570,7 @@ impl CatalogApi {
         kernel: Data<&Kernel>,
         auth: BearerAuth,
         id: Path<Uuid>,
-        body: Json<ServiceUpdate>,
+        body: JsonBody<ServiceUpdate>,
     ) -> ApiResult<Json<Service>> {
         let actor = kernel.authorize(&auth, &perm::SERVICES_MANAGE).await?;
         let input = body.0;
@@ -672,7 +673,7 @@ impl CatalogApi {
         &self,
         kernel: Data<&Kernel>,
         auth: BearerAuth,
-        body: Json<NewResource>,
+        body: JsonBody<NewResource>,
     ) -> ApiResult<ResourceCreated> {
         let actor = kernel.authorize(&auth, &perm::RESOURCES_MANAGE).await?;
         let mut f = Fields::default();
@@ -730,7 +731,7 @@ impl CatalogApi {
         kernel: Data<&Kernel>,
         auth: BearerAuth,
         id: Path<Uuid>,
-        body: Json<ResourceUpdate>,
+        body: JsonBody<ResourceUpdate>,
     ) -> ApiResult<Json<Resource>> {
         let actor = kernel.authorize(&auth, &perm::RESOURCES_MANAGE).await?;
         let name = body
@@ -805,7 +806,7 @@ impl CatalogApi {
         &self,
         kernel: Data<&Kernel>,
         auth: BearerAuth,
-        body: Json<AgendaSettingsUpdate>,
+        body: JsonBody<AgendaSettingsUpdate>,
     ) -> ApiResult<Json<AgendaSettings>> {
         let actor = kernel.authorize(&auth, &perm::SETTINGS_MANAGE).await?;
         let input = body.0;

@@ -24,6 +24,7 @@ use uuid::Uuid;
 use crate::holidays::{self, HolidayKind};
 use crate::schema::{calendar_days, working_hours};
 use crate::{AgendaTags, perm};
+use harmony_core::http::JsonBody;
 
 /// One working interval of a weekday, in the clinic's local time.
 #[derive(Debug, Clone, PartialEq, Eq, Object)]
@@ -266,7 +267,7 @@ impl HoursApi {
         kernel: Data<&Kernel>,
         auth: BearerAuth,
         id: Path<Uuid>,
-        body: Json<WorkingHoursUpdate>,
+        body: JsonBody<WorkingHoursUpdate>,
     ) -> ApiResult<Json<WorkingHours>> {
         let actor = may_manage(&kernel, &auth, id.0).await?;
         let mut f = Fields::default();
@@ -401,7 +402,7 @@ impl HoursApi {
         &self,
         kernel: Data<&Kernel>,
         auth: BearerAuth,
-        body: Json<NewTimeOff>,
+        body: JsonBody<NewTimeOff>,
     ) -> ApiResult<TimeOffCreated> {
         let actor = kernel.authorize(&auth, &perm::TIME_OFF_MANAGE).await?;
         let input = body.0;
@@ -553,7 +554,7 @@ impl HoursApi {
         kernel: Data<&Kernel>,
         auth: BearerAuth,
         day: Path<NaiveDate>,
-        body: Json<CalendarDayUpdate>,
+        body: JsonBody<CalendarDayUpdate>,
     ) -> ApiResult<Json<CalendarDay>> {
         let actor = kernel.authorize(&auth, &perm::CALENDAR_MANAGE).await?;
         let name = body.0.name.map(|n| n.trim().to_owned());

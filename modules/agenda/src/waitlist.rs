@@ -25,6 +25,7 @@ use crate::catalog;
 use crate::hours::hhmm;
 use crate::schema::{service_professionals, waitlist_entries as we};
 use crate::{AgendaTags, perm};
+use harmony_core::http::JsonBody;
 
 /// A preferred period: a weekday and a local time window.
 #[derive(Debug, Clone, PartialEq, Eq, Object, Serialize, Deserialize)]
@@ -303,7 +304,7 @@ impl WaitlistApi {
         &self,
         kernel: Data<&Kernel>,
         auth: BearerAuth,
-        body: Json<NewWaitlistEntry>,
+        body: JsonBody<NewWaitlistEntry>,
     ) -> ApiResult<EntryCreated> {
         let actor = kernel.authorize(&auth, &perm::WAITLIST_MANAGE).await?;
         let body = body.0;

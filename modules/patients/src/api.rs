@@ -30,6 +30,7 @@ use crate::schema::{
 };
 use crate::search::{search_by_name, term_matches};
 use crate::{PatientTags, perm};
+use harmony_core::http::JsonBody;
 
 /// A patient record. Fields the caller's role may not see are `null`; `view` says which
 /// view this is.
@@ -543,7 +544,7 @@ impl PatientsApi {
         &self,
         kernel: Data<&Kernel>,
         auth: BearerAuth,
-        body: Json<NewPatient>,
+        body: JsonBody<NewPatient>,
         /// Register even if a possible duplicate exists.
         allow_duplicate: Query<Option<bool>>,
     ) -> ApiResult<Created> {
@@ -835,7 +836,7 @@ impl PatientsApi {
         kernel: Data<&Kernel>,
         auth: BearerAuth,
         id: Path<Uuid>,
-        body: Json<PatientUpdate>,
+        body: JsonBody<PatientUpdate>,
     ) -> ApiResult<Json<Patient>> {
         let actor = kernel.authorize(&auth, &perm::UPDATE).await?;
         let changes = body.0.validate()?;
@@ -1023,7 +1024,7 @@ impl PatientsApi {
         &self,
         kernel: Data<&Kernel>,
         auth: BearerAuth,
-        body: Json<MinimalPatient>,
+        body: JsonBody<MinimalPatient>,
     ) -> ApiResult<HandleCreated> {
         let actor = kernel.authorize(&auth, &perm::CREATE_MINIMAL).await?;
         let kernel_ref: &Kernel = &kernel;
@@ -1127,7 +1128,7 @@ impl PatientsApi {
         kernel: Data<&Kernel>,
         auth: BearerAuth,
         id: Path<Uuid>,
-        body: Json<NewGuardian>,
+        body: JsonBody<NewGuardian>,
     ) -> ApiResult<GuardianCreated> {
         let actor = kernel.authorize(&auth, &perm::GUARDIANS_MANAGE).await?;
         let NewGuardian {
@@ -1300,7 +1301,7 @@ impl PatientsApi {
         kernel: Data<&Kernel>,
         auth: BearerAuth,
         id: Path<Uuid>,
-        body: Json<NewConsent>,
+        body: JsonBody<NewConsent>,
     ) -> ApiResult<ConsentCreated> {
         let actor = kernel.authorize(&auth, &perm::CONSENTS_RECORD).await?;
         let input = body.0;
@@ -1450,7 +1451,7 @@ impl PatientsApi {
         &self,
         kernel: Data<&Kernel>,
         auth: BearerAuth,
-        body: Json<NewReferralOrigin>,
+        body: JsonBody<NewReferralOrigin>,
     ) -> ApiResult<OriginCreated> {
         let actor = kernel.authorize(&auth, &perm::ORIGINS_MANAGE).await?;
         let label = harmony_core::validate::text(&body.0.label, 80, true)
@@ -1520,7 +1521,7 @@ impl PatientsApi {
         kernel: Data<&Kernel>,
         auth: BearerAuth,
         #[oai(validator(max_length = 40))] code: Path<String>,
-        body: Json<ReferralOriginUpdate>,
+        body: JsonBody<ReferralOriginUpdate>,
     ) -> ApiResult<Json<ReferralOrigin>> {
         let actor = kernel.authorize(&auth, &perm::ORIGINS_MANAGE).await?;
         let label = body

@@ -22,6 +22,7 @@ use uuid::Uuid;
 use crate::schema::whatsapp_settings as ws;
 use crate::store::{self, Template, Templates};
 use crate::{Whatsapp, WhatsappTags, perm};
+use harmony_core::http::JsonBody;
 
 /// A clinic's WhatsApp settings as staff see them: the access token only as whether one is
 /// stored.
@@ -245,7 +246,7 @@ impl WhatsappApi {
         &self,
         kernel: Data<&Kernel>,
         auth: BearerAuth,
-        body: Json<WhatsappSettingsInput>,
+        body: JsonBody<WhatsappSettingsInput>,
     ) -> ApiResult<Json<WhatsappSettings>> {
         let actor = kernel.authorize(&auth, &perm::SETTINGS_MANAGE).await?;
         let input = body.0.check()?;

@@ -23,6 +23,7 @@ use crate::graph::Outgoing;
 use crate::schema::{whatsapp_conversations as wc, whatsapp_messages as wm};
 use crate::store::{self, Origin};
 use crate::{WhatsappTags, perm, sender};
+use harmony_core::http::JsonBody;
 
 /// Most conversations or messages in one page.
 const MAX_PAGE: i64 = 100;
@@ -229,7 +230,7 @@ impl ConversationsApi {
         kernel: Data<&Kernel>,
         auth: BearerAuth,
         id: Path<Uuid>,
-        body: Json<StaffReply>,
+        body: JsonBody<StaffReply>,
     ) -> ApiResult<ReplyQueued> {
         let actor = kernel.authorize(&auth, &perm::CONVERSATIONS_REPLY).await?;
         let text = validate::text(&body.0.text, 4000, true)
@@ -363,7 +364,7 @@ impl ConversationsApi {
         kernel: Data<&Kernel>,
         auth: BearerAuth,
         id: Path<Uuid>,
-        body: Json<OptOut>,
+        body: JsonBody<OptOut>,
     ) -> ApiResult<Json<ConversationSummary>> {
         let actor = kernel.authorize(&auth, &perm::CONVERSATIONS_MANAGE).await?;
         let channel = match body.0.channel.as_deref() {
