@@ -153,7 +153,10 @@ pub fn routes<A: OpenApi + 'static>(kernel: Kernel, api: A) -> impl Endpoint + '
         .with(cors)
         .around(move |ep, req| {
             let methods = methods.clone();
-            async move { Ok::<_, poem::Error>(http::serve_request(ep, limits, &methods, req).await) }
+            async move {
+                let response = http::serve_request(ep, limits, &methods, req).await;
+                Ok::<_, poem::Error>(response)
+            }
         })
         .into_endpoint()
 }

@@ -488,14 +488,7 @@ impl Caller {
     }
 
     pub async fn send(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
-        let mut request = self.client.request(method, format!("{}{path}", self.app));
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        Reply::from(request.send().await.expect("request")).await
+        self.try_send(method, path, body).await.expect("request")
     }
 
     /// [`Caller::send`], with `None` when no answer came (the connection failed or the

@@ -120,7 +120,7 @@ impl World {
         for (name, (kind, _)) in &self.values {
             let value = match kind {
                 Kind::Id => Uuid::now_v7().to_string(),
-                Kind::Phone => format!("+55 21 9{:04}-{:04}", fastrand(9999), fastrand(9999)),
+                Kind::Phone => format!("+55 21 9{:04}-{:04}", below(9999), below(9999)),
                 Kind::Code => format!("origem_{}", Uuid::new_v4().simple()),
                 Kind::Text => format!("Fantasma {}", Uuid::new_v4().simple()),
             };
@@ -149,7 +149,8 @@ impl World {
     }
 }
 
-fn fastrand(max: u32) -> u32 {
+/// A random number under `max`.
+fn below(max: u32) -> u32 {
     (Uuid::new_v4().as_u128() % u128::from(max)) as u32
 }
 
@@ -220,8 +221,8 @@ fn working_week() -> Value {
 fn case(operation: &str, w: &World, n: usize) -> Option<Case> {
     let monday = w.day(0);
     let week_after = w.day(1);
-    let visit = |name: &str| call().path("id", w.get(name));
-    let conversation = |name: &str| call().path("id", w.get(name));
+    // The seeded record called `name`, as the path's `id`.
+    let by_id = |name: &str| call().path("id", w.get(name));
     match operation {
         "signup" | "login" | "refresh_token" | "logout" | "accept_invitation" => Some(
             Case::Public("no clinic yet: the credential, if any, is in the body"),
@@ -376,17 +377,17 @@ fn case(operation: &str, w: &World, n: usize) -> Option<Case> {
             .query("patient_id", w.get("patient"))
             .query("professional_id", w.get("professional"))
             .done(),
-        "get_appointment" => visit("visit").done(),
-        "reschedule_appointment" => visit("visit_reschedule")
+        "get_appointment" => by_id("visit").done(),
+        "reschedule_appointment" => by_id("visit_reschedule")
             .json(json!({"start": w.slot()}))
             .done(),
-        "cancel_appointment" => visit("visit_cancel")
+        "cancel_appointment" => by_id("visit_cancel")
             .json(json!({"reason": "Imprevisto"}))
             .done(),
-        "confirm_appointment" => visit("visit_confirm").done(),
-        "check_in_appointment" => visit("visit_check_in").done(),
-        "complete_appointment" => visit("visit_complete").done(),
-        "mark_no_show" => visit("visit_no_show").done(),
+        "confirm_appointment" => by_id("visit_confirm").done(),
+        "check_in_appointment" => by_id("visit_check_in").done(),
+        "complete_appointment" => by_id("visit_complete").done(),
+        "mark_no_show" => by_id("visit_no_show").done(),
         "book_series" => call()
             .json(
                 json!({"patient_id": w.get("patient"), "service_ids": [w.get("service")],
@@ -417,13 +418,13 @@ fn case(operation: &str, w: &World, n: usize) -> Option<Case> {
             .json(json!({"address": "Rua das Flores, 100"}))
             .done(),
         "list_whatsapp_messages" | "hand_back_whatsapp_conversation" => {
-            conversation("conversation").done()
+            by_id("conversation").done()
         }
-        "reply_whatsapp_conversation" => conversation("conversation")
+        "reply_whatsapp_conversation" => by_id("conversation")
             .json(json!({"text": "Olá! Aqui é a recepção."}))
             .done(),
-        "erase_whatsapp_conversation" => conversation("conversation_erased").done(),
-        "opt_out_whatsapp_conversation" => conversation("conversation_opted_out")
+        "erase_whatsapp_conversation" => by_id("conversation_erased").done(),
+        "opt_out_whatsapp_conversation" => by_id("conversation_opted_out")
             .json(json!({"channel": "phone"}))
             .done(),
         _ => None,
@@ -636,14 +637,11 @@ async fn seed(app: &TestApp, staff: &[(&'static str, Caller)]) -> World {
     // (the API books nothing in the past).
     let mut admin = app.db.admin_connection().await;
     for (hours, name) in [(2, "visit_complete"), (4, "visit_no_show")] {
+        let began = format!("now() - interval '{hours} hours'");
+        let span = format!("tstzrange({began}, {began} + interval '30 minutes')");
         admin
             .batch_execute(&format!(
-                "UPDATE appointments
-                    SET during = tstzrange(now() - interval '{hours} hours',
-                                           now() - interval '{hours} hours' + interval '30 minutes'),
-                        blocks = tstzrange(now() - interval '{hours} hours',
-                                           now() - interval '{hours} hours' + interval '30 minutes')
-                  WHERE visit_id = '{}'",
+                "UPDATE appointments SET during = {span}, blocks = {span} WHERE visit_id = '{}'",
                 w.get(name)
             ))
             .await
