@@ -27,16 +27,94 @@ pub fn openapi_service<A: OpenApi>(api: A) -> OpenApiService<A, ()> {
 
 /// The OpenAPI document of a composed API, as written to `openapi/harmony.json`.
 pub fn openapi_document<A: OpenApi>(api: A) -> String {
-    let mut spec = plain_refs(&openapi_service(api).spec());
+    let mut spec = finished(&openapi_service(api).spec());
     spec.push('\n');
     spec
 }
 
-/// `spec` with every property that refers to another schema written
+/// poem's document, with plain references ([`plain_refs`]) and the links from what
+/// creates a resource to what acts on it ([`add_links`]).
+fn finished(spec: &str) -> String {
+    let Ok(mut document) = serde_json::from_str::<serde_json::Value>(spec) else {
+        return spec.to_owned();
+    };
+    plain_refs(&mut document);
+    add_links(&mut document);
+    serde_json::to_string_pretty(&document).unwrap_or_else(|_| spec.to_owned())
+}
+
+/// Links from each operation that creates a resource (`POST /things` answering 201) to
+/// every operation on it (`/things/{id}` and below), with the new resource's `id` (or the
+/// field the path names, such as `code`) and the creating request's own path parameters.
+/// Clients learn where a new id goes, and schemathesis's stateful phase follows them.
+fn add_links(document: &mut serde_json::Value) {
+    use serde_json::{Map, Value, json};
+    let schemas = document["components"]["schemas"].clone();
+    let fields_of = |schema: &Value| -> Vec<String> {
+        let schema = match schema["$ref"].as_str() {
+            Some(name) => &schemas[name.trim_start_matches("#/components/schemas/")],
+            None => schema,
+        };
+        schema["properties"]
+            .as_object()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let Some(paths) = document["paths"].as_object().cloned() else {
+        return;
+    };
+    for (path, item) in &paths {
+        let created = &item["post"]["responses"]["201"]["content"];
+        let Some(media) = created.as_object().and_then(|c| c.values().next()) else {
+            continue;
+        };
+        let fields = fields_of(&media["schema"]);
+        let own: Vec<&str> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            .collect();
+        let mut links = Map::new();
+        for (target, operations) in &paths {
+            let Some((param, tail)) = target
+                .strip_prefix(path.as_str())
+                .and_then(|rest| rest.strip_prefix("/{"))
+                .and_then(|rest| rest.split_once('}'))
+            else {
+                continue;
+            };
+            let field = if fields.iter().any(|f| f == param) {
+                param
+            } else {
+                "id"
+            };
+            if tail.contains('{') || !fields.iter().any(|f| f == field) {
+                continue;
+            }
+            let mut parameters = Map::new();
+            parameters.insert(param.to_owned(), json!(format!("$response.body#/{field}")));
+            for name in &own {
+                parameters.insert((*name).to_owned(), json!(format!("$request.path.{name}")));
+            }
+            for operation in operations.as_object().into_iter().flat_map(|o| o.values()) {
+                if let Some(id) = operation["operationId"].as_str() {
+                    links.insert(
+                        id.to_owned(),
+                        json!({"operationId": id, "parameters": parameters}),
+                    );
+                }
+            }
+        }
+        if !links.is_empty() {
+            document["paths"][path]["post"]["responses"]["201"]["links"] = Value::Object(links);
+        }
+    }
+}
+
+/// Every property that refers to another schema written
 /// `{"allOf": [{"$ref": ...}], "description": ..., "nullable": true}`: poem puts the
 /// description and nullability in a second `allOf` member, which says the same but which
 /// some client generators (openapi-python-client) cannot read for an enum.
-fn plain_refs(spec: &str) -> String {
+fn plain_refs(document: &mut serde_json::Value) {
     fn walk(value: &mut serde_json::Value) {
         match value {
             serde_json::Value::Object(object) => {
@@ -71,11 +149,7 @@ fn plain_refs(spec: &str) -> String {
             _ => {}
         }
     }
-    let Ok(mut document) = serde_json::from_str::<serde_json::Value>(spec) else {
-        return spec.to_owned();
-    };
-    walk(&mut document);
-    serde_json::to_string_pretty(&document).unwrap_or_else(|_| spec.to_owned())
+    walk(document);
 }
 
 fn prometheus() -> &'static PrometheusHandle {
@@ -95,7 +169,7 @@ pub fn routes<A: OpenApi + 'static>(kernel: Kernel, api: A) -> impl Endpoint + '
     let service = openapi_service(api);
     // The served document describes the loaded plugins' routes as well.
     let document = crate::plugins::routes::document_with_plugins(
-        &plain_refs(&service.spec()),
+        &finished(&service.spec()),
         kernel.plugins.plugins(),
     );
     let methods = std::sync::Arc::new(http::Methods::of_document(&document));
