@@ -645,6 +645,14 @@ async fn a_plugin_never_sees_another_clinics_data() {
         other.get("/api/v1/plugins/loyalty/rules").await.body["rules"],
         json!([])
     );
+    // Nor can it set a rule for the first clinic's service, which it does not offer.
+    let rule = other
+        .put(
+            &format!("/api/v1/plugins/loyalty/rules/{}", c.service),
+            json!({"points": 7}),
+        )
+        .await;
+    assert_eq!(rule.status, StatusCode::NOT_FOUND, "{}", rule.body);
     let redeem = other
         .post(
             &format!("/api/v1/plugins/loyalty/patients/{}/redeem", c.patient),

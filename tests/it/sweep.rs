@@ -1,16 +1,20 @@
 //! Sweeps derived from the OpenAPI document rather than from anyone's memory. Every
 //! operation is called as every role of another clinic with one clinic's ids (the tenant
 //! sweep) and as every role of that clinic (the role sweep); the answers are held to the
-//! permission the document names for the operation and to `config/rbac_policy.csv`.
+//! permission the document names for the operation and to `config/rbac_policy.csv`. The
+//! document is the one the server serves, so the routes of the plugins it loaded are swept
+//! like Harmony's own.
 //!
 //! An operation added later fails both sweeps until [`case`] says how to call it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use chrono::{Duration, NaiveDate};
 use diesel_async::SimpleAsyncConnection;
 use harmony_core::config::PluginMode;
+use harmony_core::events::Dispatcher;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -28,37 +32,77 @@ struct Operation {
     path: String,
     /// Any one of these (`resource:action`) lets a caller in.
     permissions: Vec<String>,
+    /// A plugin's route may narrow that to some roles; empty when it does not.
+    roles: Vec<String>,
+    /// Served by a plugin rather than by Harmony.
+    by_plugin: bool,
     /// Whether the operation takes a bearer token at all.
     secured: bool,
 }
 
-fn operations() -> Vec<Operation> {
-    let document: Value = serde_json::from_str(&harmony::openapi_document()).unwrap();
+/// Every operation of the document the server serves, which adds the routes of the
+/// plugins it loaded to the composed modules' document.
+async fn operations(app: &TestApp) -> Vec<Operation> {
+    let served = app.anonymous().get("/openapi.json").await;
+    assert_eq!(served.status, StatusCode::OK, "{}", served.body);
     let mut operations = Vec::new();
-    for (path, item) in document["paths"].as_object().unwrap() {
+    for (path, item) in served.body["paths"].as_object().unwrap() {
         for (method, operation) in item.as_object().unwrap() {
             let description = operation["description"].as_str().unwrap_or("");
-            let permissions = description
-                .lines()
-                .find_map(|line| line.strip_prefix("Permission: "))
-                .map(|line| {
-                    line.split('`')
-                        .skip(1)
-                        .step_by(2)
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default();
+            let line = |prefix: &str| {
+                description
+                    .lines()
+                    .find_map(|line| line.strip_prefix(prefix))
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            let permissions = line("Permission: ")
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect();
+            let roles = line("Roles: ")
+                .trim_end_matches('.')
+                .split(", ")
+                .filter(|role| !role.is_empty())
+                .map(str::to_owned)
+                .collect();
             operations.push(Operation {
                 id: operation["operationId"].as_str().unwrap().to_owned(),
                 method: method.to_uppercase().parse().unwrap(),
                 path: path.clone(),
                 permissions,
+                roles,
+                by_plugin: operation["tags"][0]
+                    .as_str()
+                    .is_some_and(|tag| tag.starts_with("Plugin: ")),
                 secured: operation.get("security").is_some(),
             });
         }
     }
     operations
+}
+
+impl Operation {
+    /// Whether `policy` lets `role` call this operation.
+    fn grants(&self, policy: &BTreeSet<(String, String)>, role: &str) -> bool {
+        let permitted = self
+            .permissions
+            .iter()
+            .any(|p| policy.contains(&(role.to_owned(), p.clone())));
+        permitted && (self.roles.is_empty() || self.roles.iter().any(|r| r == role))
+    }
+
+    /// What lets a caller in, for a failure's message.
+    fn rule(&self) -> String {
+        let permissions = format!("the policy on any of {:?}", self.permissions);
+        if self.roles.is_empty() {
+            permissions
+        } else {
+            format!("{permissions}, narrowed to the roles {:?},", self.roles)
+        }
+    }
 }
 
 /// `(role, "resource:action")` for every grant in the checked-in policy.
@@ -200,6 +244,15 @@ impl Call {
     fn done(self) -> Option<Case> {
         Some(Case::Call(self))
     }
+
+    /// Whether the request itself holds `value`.
+    fn carries(&self, value: &str) -> bool {
+        let body = match &self.body {
+            Some(Body::Json(body)) => body.to_string(),
+            _ => String::new(),
+        };
+        self.path.iter().chain(&self.query).any(|(_, v)| v == value) || body.contains(value)
+    }
 }
 
 /// Weekdays 09–12 and 13–18.
@@ -267,9 +320,10 @@ fn case(operation: &str, w: &World, n: usize) -> Option<Case> {
         "suspend_member" | "reactivate_member" => call().path("user_id", w.get("member")).done(),
         "get_professional" => call().path("user_id", w.get("professional")).done(),
         "get_plugin" => call().path("name", "nps".to_owned()).done(),
+        // Enabled as `seed` enables it: the sweeps call the plugin's routes too.
         "configure_plugin" => call()
-            .path("name", "nps".to_owned())
-            .json(json!({"enabled": false}))
+            .path("name", PLUGINS[0].0.to_owned())
+            .json(json!({"enabled": true, "granted": PLUGINS[0].1}))
             .done(),
 
         "create_patient" => call()
@@ -426,6 +480,29 @@ fn case(operation: &str, w: &World, n: usize) -> Option<Case> {
         "erase_whatsapp_conversation" => by_id("conversation_erased").done(),
         "opt_out_whatsapp_conversation" => by_id("conversation_opted_out")
             .json(json!({"channel": "phone"}))
+            .done(),
+
+        // The example plugins' routes, which the served document adds.
+        "plugin_nps_get_surveys" => call().query("status", "pending".to_owned()).done(),
+        "plugin_nps_post_surveys_appointment_id_response" => call()
+            .path("appointment_id", w.get("visit_surveyed"))
+            .json(json!({"score": 9, "comment": "Voltarei"}))
+            .done(),
+        "plugin_nps_get_score" => call()
+            .query("from", monday.to_string())
+            .query("to", week_after.to_string())
+            .done(),
+        "plugin_loyalty_get_rules" => call().done(),
+        "plugin_loyalty_put_rules_service_id" => call()
+            .path("service_id", w.get("service"))
+            .json(json!({"points": 30}))
+            .done(),
+        "plugin_loyalty_get_patients_patient_id_balance" => {
+            call().path("patient_id", w.get("patient")).done()
+        }
+        "plugin_loyalty_post_patients_patient_id_redeem" => call()
+            .path("patient_id", w.get("patient"))
+            .json(json!({"points": 1, "reason": "Brinde"}))
             .done(),
         _ => None,
     }
@@ -620,6 +697,7 @@ async fn seed(app: &TestApp, staff: &[(&'static str, Caller)]) -> World {
         "visit_check_in",
         "visit_complete",
         "visit_no_show",
+        "visit_surveyed",
     ];
     for (i, name) in visits.into_iter().enumerate() {
         let start = format!("{}T{:02}:00:00-03:00", w.day(0), 9 + i);
@@ -633,10 +711,14 @@ async fn seed(app: &TestApp, staff: &[(&'static str, Caller)]) -> World {
             .await;
         w.set(name, Kind::Id, created(booked, name).await);
     }
-    // Completing or marking a no-show waits for the start: those two began hours ago
+    // Completing or marking a no-show waits for the start: those three began hours ago
     // (the API books nothing in the past).
     let mut admin = app.db.admin_connection().await;
-    for (hours, name) in [(2, "visit_complete"), (4, "visit_no_show")] {
+    for (hours, name) in [
+        (2, "visit_complete"),
+        (4, "visit_no_show"),
+        (6, "visit_surveyed"),
+    ] {
         let began = format!("now() - interval '{hours} hours'");
         let span = format!("tstzrange({began}, {began} + interval '30 minutes')");
         admin
@@ -647,6 +729,15 @@ async fn seed(app: &TestApp, staff: &[(&'static str, Caller)]) -> World {
             .await
             .unwrap();
     }
+    // The plugins' data: a survey and points, from a visit completed as in the clinic.
+    enable_plugins(owner).await;
+    for verb in ["check-in", "complete"] {
+        let path = format!("/api/v1/appointments/{}/{verb}", w.get("visit_surveyed"));
+        let done = owner.post(&path, json!({})).await;
+        assert_eq!(done.status, StatusCode::OK, "{verb}: {}", done.body);
+    }
+    deliver_to_plugins(app, owner, &w).await;
+
     let feed = professional
         .post(
             &format!(
@@ -718,10 +809,61 @@ async fn seed(app: &TestApp, staff: &[(&'static str, Caller)]) -> World {
     w
 }
 
-/// The app both sweeps run against: WhatsApp connected to a fake Graph API and the NPS
-/// plugin installed, so that every operation has something to act on.
+/// The example plugins, each with every capability it asks for.
+const PLUGINS: [(&str, &[&str]); 2] = [
+    ("nps", &["appointments:read", "patients:read"]),
+    ("loyalty", &["appointments:read", "services:read"]),
+];
+
+/// Enables [`PLUGINS`] in the owner's clinic.
+async fn enable_plugins(owner: &Caller) {
+    for (plugin, granted) in PLUGINS {
+        let enabled = owner
+            .put(
+                &format!("/api/v1/plugins/{plugin}"),
+                json!({"enabled": true, "granted": granted}),
+            )
+            .await;
+        assert_eq!(enabled.status, StatusCode::OK, "{}", enabled.body);
+    }
+}
+
+/// Hands the outbox's events to the plugins, as the server's dispatchers would (the tests'
+/// server runs none), until `visit_surveyed` has reached both: a survey and points.
+async fn deliver_to_plugins(app: &TestApp, owner: &Caller, w: &World) {
+    let balance = format!(
+        "/api/v1/plugins/loyalty/patients/{}/balance",
+        w.get("patient")
+    );
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        for subscription in app.kernel.plugins.subscriptions() {
+            Dispatcher::new(app.kernel.clone(), vec![subscription.clone()])
+                .deliver(&subscription)
+                .await
+                .unwrap();
+        }
+        let surveys = owner.get("/api/v1/plugins/nps/surveys").await;
+        let surveyed = surveys.body["items"][0]["appointment_id"] == w.get("visit_surveyed");
+        let credited = owner.get(&balance).await.body["points"].as_i64() > Some(0);
+        if surveyed && credited {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the plugins never took the completed visit: {}",
+            surveys.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The app both sweeps run against: WhatsApp connected to a fake Graph API and the example
+/// plugins installed, so that every operation has something to act on.
 async fn start() -> (TestApp, crate::fakes::FakeGraph, PluginDir) {
-    let plugins = PluginDir::new().install("harmony-plugin-nps", PluginMode::Process);
+    let plugins = PluginDir::new()
+        .install("harmony-plugin-nps", PluginMode::Process)
+        .install("harmony-plugin-loyalty", PluginMode::Process);
     let (app, graph) = whatsapp::sending_app_with(|config| plugins.configure(config)).await;
     (app, graph, plugins)
 }
@@ -763,7 +905,8 @@ async fn another_clinics_ids_get_what_missing_ids_get_on_every_operation() {
     let theirs = seed(&app, &a_staff).await;
     let b_owner = app.signup("Clínica Boreal").await;
     let b_staff = staff(&app, &b_owner).await;
-    let operations = operations();
+    enable_plugins(&b_owner).await;
+    let operations = operations(&app).await;
     cases_for_all(&operations, &theirs);
 
     let counter = AtomicUsize::new(1);
@@ -771,7 +914,9 @@ async fn another_clinics_ids_get_what_missing_ids_get_on_every_operation() {
     let mut never_looked_up = Vec::new();
     for op in &operations {
         // An operation with one of clinic A's values in its path must have been answered
-        // "not found" to someone in B, or the sweep never reached the look-up.
+        // "not found" to someone in B, or the sweep never reached the look-up. A plugin's
+        // route looks nothing up in Harmony: its ids are keys of the plugin's own store,
+        // which holds only the caller's clinic.
         let mut names_theirs = false;
         let mut not_found = false;
         for (role, caller) in &b_staff {
@@ -782,10 +927,11 @@ async fn another_clinics_ids_get_what_missing_ids_get_on_every_operation() {
             else {
                 continue;
             };
-            names_theirs |= foreign
-                .path
-                .iter()
-                .any(|(_, v)| theirs.values.values().any(|(_, seeded)| seeded == v));
+            names_theirs |= !op.by_plugin
+                && foreign
+                    .path
+                    .iter()
+                    .any(|(_, v)| theirs.values.values().any(|(_, seeded)| seeded == v));
             let with_theirs = send(caller, op, &foreign).await;
             let with_missing = send(caller, op, &missing).await;
             not_found |= with_theirs.status == StatusCode::NOT_FOUND;
@@ -805,8 +951,15 @@ async fn another_clinics_ids_get_what_missing_ids_get_on_every_operation() {
                 continue;
             }
             if with_theirs.status.is_success() {
+                // A plugin may echo the key it was asked for (a balance of 0 points for that
+                // id): what the caller sent tells the caller nothing.
                 let text = with_theirs.body.to_string();
-                if let Some(leak) = theirs.all_values().into_iter().find(|v| text.contains(v)) {
+                let echoed = |v: &String| op.by_plugin && foreign.carries(v);
+                if let Some(leak) = theirs
+                    .all_values()
+                    .into_iter()
+                    .find(|v| text.contains(v) && !echoed(v))
+                {
                     failures.push(format!(
                         "{what}: the answer holds clinic A's {leak:?}: {text}"
                     ));
@@ -841,17 +994,13 @@ async fn every_role_gets_exactly_what_the_policy_grants_on_every_operation() {
     let owner = app.signup("Clínica Aurora").await;
     let staff = staff(&app, &owner).await;
     let w = seed(&app, &staff).await;
-    let operations = operations();
+    let operations = operations(&app).await;
     cases_for_all(&operations, &w);
     let policy = policy();
 
     let mut failures = Vec::new();
     for (i, op) in operations.iter().enumerate() {
-        let granted = |role: &str| {
-            op.permissions
-                .iter()
-                .any(|p| policy.contains(&(role.to_owned(), p.clone())))
-        };
+        let granted = |role: &str| op.grants(&policy, role);
         // Refused roles first, while the data is as seeded: a refusal must not depend on
         // what an earlier call changed.
         let mut order: Vec<&(&str, Caller)> = staff.iter().collect();
@@ -877,15 +1026,19 @@ async fn every_role_gets_exactly_what_the_policy_grants_on_every_operation() {
                     StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
                 ) {
                     failures.push(format!(
-                        "{what}: the policy grants {:?}, yet {} {}",
-                        op.permissions, reply.status, reply.body
+                        "{what}: {} grants it, yet {} {}",
+                        op.rule(),
+                        reply.status,
+                        reply.body
                     ));
                 }
                 succeeded |= reply.status.is_success();
             } else if reply.status != StatusCode::FORBIDDEN || reply.code() != "forbidden" {
                 failures.push(format!(
-                    "{what}: the policy grants none of {:?}, yet {} {}",
-                    op.permissions, reply.status, reply.body
+                    "{what}: {} refuses it, yet {} {}",
+                    op.rule(),
+                    reply.status,
+                    reply.body
                 ));
             }
         }

@@ -404,10 +404,19 @@ fn operation(plugin: &LoadedPlugin, route: &RoutePattern, tag: &str, security: &
         route.method.as_str().to_ascii_lowercase(),
         spec.path.replace(['/', '-'], "_").replace(['{', '}'], "")
     );
-    let mut description = spec.description.clone();
+    // The host's checks, in the order it makes them, as Harmony's own operations state
+    // theirs: the permission every plugin route needs, then the plugin's roles, if any.
+    let mut paragraphs = vec![spec.description.clone()];
     if !spec.roles.is_empty() {
-        description.push_str(&format!("\n\nRoles: {}.", spec.roles.join(", ")));
+        paragraphs.push(format!("Roles: {}.", spec.roles.join(", ")));
     }
+    paragraphs.push(format!(
+        "Permission: `{}:{}`.",
+        perm::PLUGIN_ROUTES_CALL.resource,
+        perm::PLUGIN_ROUTES_CALL.action
+    ));
+    paragraphs.retain(|p| !p.is_empty());
+    let description = paragraphs.join("\n\n");
     let problem = json!({
         "description": "An error, as RFC 9457 problem details",
         "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}

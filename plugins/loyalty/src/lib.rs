@@ -217,6 +217,9 @@ impl Plugin for Loyalty {
             }
             ("PUT", "/rules/{service_id}") => {
                 let service = uuid_param(&request, "service_id")?;
+                if !is_in_catalog(host, service)? {
+                    return Err(Failure::not_found("service"));
+                }
                 let points = request.body["points"]
                     .as_i64()
                     .filter(|p| (0..=MAX_RULE_POINTS).contains(p))
@@ -241,6 +244,18 @@ impl Plugin for Loyalty {
             }
             _ => Err(Failure::not_found("route")),
         }
+    }
+}
+
+/// Whether the clinic offers `service`. Without `services:read` the plugin cannot tell,
+/// and takes the clinic's word for it: a rule for a service the clinic lacks earns nothing.
+fn is_in_catalog(host: &Host<'_>, service: &str) -> Result<bool, Failure> {
+    match host.services() {
+        Ok(list) => Ok(list
+            .as_array()
+            .is_some_and(|list| list.iter().any(|s| s["id"].as_str() == Some(service)))),
+        Err(f) if f.status == 403 => Ok(true),
+        Err(f) => Err(f),
     }
 }
 
