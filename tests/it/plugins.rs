@@ -232,7 +232,7 @@ fn type_lists(value: &serde_json::Value) -> Vec<String> {
     out
 }
 
-async fn enable(owner: &Caller, plugin: &str, granted: &[&str]) -> Reply {
+pub(crate) async fn enable(owner: &Caller, plugin: &str, granted: &[&str]) -> Reply {
     owner
         .put(
             &format!("/api/v1/plugins/{plugin}"),
@@ -242,7 +242,7 @@ async fn enable(owner: &Caller, plugin: &str, granted: &[&str]) -> Reply {
 }
 
 /// Polls `f` until it says yes, for up to 20 s.
-async fn eventually<F, Fut>(what: &str, mut f: F)
+pub(crate) async fn eventually<F, Fut>(what: &str, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,

@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
 
 use chrono::{Duration, NaiveDate};
 use diesel_async::SimpleAsyncConnection;
@@ -19,7 +18,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::plugins::PluginDir;
+use crate::plugins::{self, PluginDir};
 use crate::support::{Caller, Reply, TestApp, a_monday};
 use crate::whatsapp;
 
@@ -818,12 +817,7 @@ const PLUGINS: [(&str, &[&str]); 2] = [
 /// Enables [`PLUGINS`] in the owner's clinic.
 async fn enable_plugins(owner: &Caller) {
     for (plugin, granted) in PLUGINS {
-        let enabled = owner
-            .put(
-                &format!("/api/v1/plugins/{plugin}"),
-                json!({"enabled": true, "granted": granted}),
-            )
-            .await;
+        let enabled = plugins::enable(owner, plugin, granted).await;
         assert_eq!(enabled.status, StatusCode::OK, "{}", enabled.body);
     }
 }
@@ -835,8 +829,7 @@ async fn deliver_to_plugins(app: &TestApp, owner: &Caller, w: &World) {
         "/api/v1/plugins/loyalty/patients/{}/balance",
         w.get("patient")
     );
-    let deadline = Instant::now() + std::time::Duration::from_secs(20);
-    loop {
+    plugins::eventually("the plugins to take the completed visit", || async {
         for subscription in app.kernel.plugins.subscriptions() {
             Dispatcher::new(app.kernel.clone(), vec![subscription.clone()])
                 .deliver(&subscription)
@@ -845,17 +838,9 @@ async fn deliver_to_plugins(app: &TestApp, owner: &Caller, w: &World) {
         }
         let surveys = owner.get("/api/v1/plugins/nps/surveys").await;
         let surveyed = surveys.body["items"][0]["appointment_id"] == w.get("visit_surveyed");
-        let credited = owner.get(&balance).await.body["points"].as_i64() > Some(0);
-        if surveyed && credited {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the plugins never took the completed visit: {}",
-            surveys.body
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        surveyed && owner.get(&balance).await.body["points"].as_i64() > Some(0)
+    })
+    .await;
 }
 
 /// The app both sweeps run against: WhatsApp connected to a fake Graph API and the example
