@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::auth::{Actor, BearerAuth};
-use crate::db::{Conn, Db, TenantScope, set_config};
+use crate::db::{Attempt, Conn, Db, TenantScope, set_config};
 use crate::error::Error;
 use crate::http::ApiResult;
 use crate::http::pagination::{decode_cursor, page_size, paginate};
@@ -220,7 +220,7 @@ impl AuditJournal {
                     if received == 0 {
                         break;
                     }
-                    let written = write_batch(&db, &batch).await;
+                    let written = write_batch_durably(&db, &batch).await;
                     metrics::counter!("audit_journal_batches_total").increment(1);
                     metrics::counter!("audit_journal_records_total").increment(batch.len() as u64);
                     if let Err(err) = &written {
@@ -259,6 +259,27 @@ impl AuditJournal {
         Ok(())
     }
 }
+
+/// Writes one batch, again if its connection was lost before it committed anything (at
+/// most [`REPEATS`] times more), as the HTTP layer repeats a request: the reads waiting on
+/// it need not fail because PostgreSQL dropped the journal's connection.
+async fn write_batch_durably(db: &Db, batch: &[Pending]) -> Result<(), Error> {
+    let mut repeats = 0;
+    loop {
+        let (written, repeatable) = Attempt::run(write_batch(db, batch)).await;
+        if written.is_ok() || !repeatable || repeats == REPEATS {
+            return written;
+        }
+        repeats += 1;
+        tracing::info!(
+            repeats,
+            "audit batch repeated: its database connection was lost"
+        );
+    }
+}
+
+/// Attempts of a batch after the first.
+const REPEATS: u32 = 2;
 
 /// Writes one batch in one transaction, each clinic's records under its own tenant
 /// setting so that row-level security checks them as it checks any request's.

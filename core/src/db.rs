@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use diesel::Connection as _;
+use diesel::QueryableByName;
+use diesel_async::RunQueryDsl as _;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
 use diesel_async::pooled_connection::{
@@ -25,6 +27,7 @@ use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
 use crate::config::DatabaseConfig;
+use crate::sql::sql;
 
 pub use diesel_async::AsyncPgConnection as Conn;
 
@@ -231,7 +234,7 @@ impl Db {
             scope.tenant_id
         );
         let mut conn = self.get().await?;
-        in_transaction(&mut conn, &begin, f).await
+        self.in_transaction(&mut conn, &begin, f).await
     }
 
     /// Runs read-only `f` for `scope.tenant_id` without a transaction: each statement sees
@@ -300,7 +303,7 @@ impl Db {
              ON CONFLICT (purpose, minute) DO UPDATE SET calls = system_access_log.calls + 1"
         );
         let mut conn = self.get().await?;
-        in_transaction(&mut conn, &begin, f).await
+        self.in_transaction(&mut conn, &begin, f).await
     }
 
     /// Runs `f` in a transaction with no tenant: tenant-owned tables are empty in it. For
@@ -317,58 +320,137 @@ impl Db {
         // Clears what a session-level read (`tenant_read`) may have left on the connection.
         let begin = "BEGIN; SELECT set_config('app.tenant_id', '', true), \
                      set_config('app.user_id', '', true)";
-        in_transaction(&mut conn, begin, f).await
+        self.in_transaction(&mut conn, begin, f).await
+    }
+
+    /// Runs `f` between `begin` (which opens the transaction) and COMMIT, or a rollback if
+    /// `f` fails, and tells the request's [`Attempt`] what happened.
+    ///
+    /// Before COMMIT it asks for the transaction's id, if it wrote anything: a COMMIT whose
+    /// connection is lost may or may not have been applied, and only that id lets another
+    /// connection find out which ([`Db::fate`]). It costs a round trip per transaction.
+    /// Without it, such a write could only answer 503 and never be repeated, even when it
+    /// was made or when it was not.
+    async fn in_transaction<'a, T, E, F>(
+        &self,
+        conn: &mut AsyncPgConnection,
+        begin: &str,
+        f: F,
+    ) -> Result<T, E>
+    where
+        F: for<'c> FnOnce(&'c mut AsyncPgConnection) -> ScopedBoxFuture<'a, 'c, Result<T, E>>
+            + Send
+            + 'a,
+        T: Send + 'a,
+        E: From<DbError> + Send + 'a,
+    {
+        if let Err(err) = AnsiTransactionManager::begin_transaction_sql(conn, begin).await {
+            let err = classify(err);
+            if matches!(err, DbError::Unavailable(_)) {
+                Attempt::lost();
+            }
+            return Err(E::from(err));
+        }
+        let written = match f(conn).await {
+            Ok(value) => written_xid(conn).await.map(|xid| (value, xid)),
+            Err(err) => Err(err),
+        };
+        let (value, xid) = match written {
+            Ok(written) => written,
+            Err(err) => {
+                // A failed rollback marks the connection broken; the pool then discards it.
+                // The server rolls back a transaction whose connection it lost, so nothing
+                // of it happened.
+                if AnsiTransactionManager::rollback_transaction(conn)
+                    .await
+                    .is_err()
+                {
+                    Attempt::lost();
+                    return Err(E::from(DbError::Unavailable("connection lost".into())));
+                }
+                return Err(err);
+            }
+        };
+        let err = match AnsiTransactionManager::commit_transaction(conn).await {
+            Ok(()) => {
+                Attempt::did_something();
+                return Ok(value);
+            }
+            Err(err) => classify(err),
+        };
+        if !matches!(err, DbError::Unavailable(_)) {
+            return Err(E::from(err));
+        }
+        // The connection went with the COMMIT in flight.
+        match xid {
+            // Nothing was written: nothing can have happened.
+            None => Attempt::lost(),
+            Some(xid) => match self.fate(xid).await {
+                Some(Fate::Committed) => {
+                    Attempt::did_something();
+                    return Ok(value);
+                }
+                Some(Fate::Aborted) => Attempt::lost(),
+                // Unknown: it may have been applied, so it must not be repeated.
+                None => Attempt::did_something(),
+            },
+        }
+        Err(E::from(err))
+    }
+
+    /// Whether the transaction `xid`, whose COMMIT lost its connection, was applied, asked
+    /// on another connection (`txid_status`). A terminated server process may still be
+    /// ending it, so a transaction still in progress is asked about again for a while;
+    /// `None` if it could not be told in time.
+    async fn fate(&self, xid: i64) -> Option<Fate> {
+        #[derive(QueryableByName)]
+        struct Status {
+            #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+            status: Option<String>,
+        }
+        for _ in 0..FATE_QUERIES {
+            // A pooled connection may be as dead as the lost one: it fails and is dropped.
+            if let Ok(mut conn) = self.get().await {
+                let asked = sql("SELECT txid_status($1) AS status")
+                    .bind::<diesel::sql_types::BigInt, _>(xid)
+                    .get_result::<Status>(&mut conn)
+                    .await;
+                match asked.map(|s| s.status) {
+                    Ok(Some(status)) if status == "committed" => return Some(Fate::Committed),
+                    Ok(Some(status)) if status == "aborted" => return Some(Fate::Aborted),
+                    // Still in progress, or too old to tell (never, this soon).
+                    Ok(_) => {}
+                    Err(err) if !connection_lost(&err) => return None,
+                    Err(_) => {}
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
     }
 }
 
-async fn in_transaction<'a, T, E, F>(
-    conn: &mut AsyncPgConnection,
-    begin: &str,
-    f: F,
-) -> Result<T, E>
-where
-    F: for<'c> FnOnce(&'c mut AsyncPgConnection) -> ScopedBoxFuture<'a, 'c, Result<T, E>>
-        + Send
-        + 'a,
-    T: Send + 'a,
-    E: From<DbError> + Send + 'a,
-{
-    if let Err(err) = AnsiTransactionManager::begin_transaction_sql(conn, begin).await {
-        let err = classify(err);
-        if matches!(err, DbError::Unavailable(_)) {
-            Attempt::lost();
-        }
-        return Err(E::from(err));
+/// How many times [`Db::fate`] asks, 10 ms apart.
+const FATE_QUERIES: u32 = 10;
+
+/// What became of a transaction whose COMMIT lost its connection.
+enum Fate {
+    Committed,
+    Aborted,
+}
+
+/// The id of the open transaction if it has written anything (`None` for a read-only one).
+async fn written_xid<E: From<DbError>>(conn: &mut AsyncPgConnection) -> Result<Option<i64>, E> {
+    #[derive(QueryableByName)]
+    struct Xid {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+        xid: Option<i64>,
     }
-    match f(conn).await {
-        Ok(value) => match AnsiTransactionManager::commit_transaction(conn).await {
-            Ok(()) => {
-                Attempt::did_something();
-                Ok(value)
-            }
-            Err(err) => {
-                let err = classify(err);
-                if matches!(err, DbError::Unavailable(_)) {
-                    // The commit may have reached the server before the connection went.
-                    Attempt::did_something();
-                }
-                Err(E::from(err))
-            }
-        },
-        Err(err) => {
-            // A failed rollback marks the connection broken; the pool then discards it.
-            // The server rolls back a transaction whose connection it lost, so nothing of
-            // it happened.
-            if AnsiTransactionManager::rollback_transaction(conn)
-                .await
-                .is_err()
-            {
-                Attempt::lost();
-                return Err(E::from(DbError::Unavailable("connection lost".into())));
-            }
-            Err(err)
-        }
-    }
+    sql("SELECT txid_current_if_assigned() AS xid")
+        .get_result::<Xid>(conn)
+        .await
+        .map(|row| row.xid)
+        .map_err(|err| E::from(classify(err)))
 }
 
 /// `err`, or [`DbError::Unavailable`] if the connection it came from no longer answers
@@ -477,5 +559,3 @@ pub async fn ensure_database(
         .await?;
     result
 }
-
-use diesel_async::RunQueryDsl as _;
